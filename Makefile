@@ -1,0 +1,91 @@
+# mailpipe — every target loops over the workspace modules (scripts/modules.sh): a bare root
+# ./... misses modules. `make help` lists the targets.
+
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+MODULES := $(shell scripts/modules.sh)
+CACHE ?= $(HOME)/.cache/mailpipe
+GOLANGCI_VERSION ?= v2.15.0
+GOLANGCI := $(CACHE)/bin/golangci-lint-$(GOLANGCI_VERSION).d/golangci-lint
+GOTEST_FLAGS ?= -race -count=1 -timeout 25m
+
+KAFKA_PORT ?= 39092
+REDIS_PORT ?= 36379
+export MAILPIPE_TEST_KAFKA_BROKERS ?= 127.0.0.1:$(KAFKA_PORT)
+export MAILPIPE_TEST_REDIS_URL ?= redis://127.0.0.1:$(REDIS_PORT)/0
+
+.PHONY: help
+help: ## List the targets.
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F ':.*?## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+.PHONY: dev
+dev: ## Run the whole pipeline in one process on embedded Kafka and Redis (mailpipe dev).
+	go run ./services/mailpipe dev
+
+.PHONY: build
+build: ## Build every service binary into bin/.
+	@mkdir -p bin
+	cd services && for d in */; do go build -o ../bin/$${d%/} ./$${d%/}; done
+
+.PHONY: deps
+deps: ## Install what the tests need: Java, Maven, redis-server, swaks, kcat, Python interop libs.
+	scripts/deps.sh
+
+.PHONY: services-up
+services-up: ## Start a real Kafka broker (KRaft) and redis-server on loopback (idempotent).
+	KAFKA_PORT=$(KAFKA_PORT) KAFKA_FRESH=1 scripts/kafka-up.sh
+	REDIS_PORT=$(REDIS_PORT) scripts/redis-up.sh
+
+.PHONY: services-down
+services-down: ## Stop the broker and redis-server started by services-up.
+	-KAFKA_PORT=$(KAFKA_PORT) scripts/kafka-down.sh
+	-REDIS_PORT=$(REDIS_PORT) scripts/redis-down.sh
+
+.PHONY: unit
+unit: ## Fast unit tests, no services (-short skips the integration tests).
+	for m in $(MODULES); do (cd $$m && go test -race -shuffle=on -short ./...); done
+
+.PHONY: test-integration
+test-integration: ## Unit and integration tests against the running services (no e2e).
+	for m in $(filter-out %/e2e,$(MODULES)); do (cd $$m && MAILPIPE_TEST_REQUIRE_SERVICES=1 go test $(GOTEST_FLAGS) ./...); done
+
+.PHONY: e2e
+e2e: ## End-to-end tests: every service as its own OS process on real Kafka and Redis.
+	cd e2e && MAILPIPE_TEST_REQUIRE_SERVICES=1 go test $(GOTEST_FLAGS) ./...
+
+.PHONY: test
+test: ## Install and start what the tests need, then run every test (the README test command).
+	scripts/test.sh
+
+.PHONY: generate
+generate: ## Regenerate pkg/events from schemas/*.avsc.
+	cd pkg && go generate ./events/...
+
+.PHONY: check-generated
+check-generated: generate ## Fail if generated code differs from what is committed.
+	git diff --exit-code -- pkg/events
+
+.PHONY: compat
+compat: ## Check every schema stays backward compatible with schemas/released/.
+	cd pkg && go test -count=1 -run 'TestBackwardCompatibleWithReleased|TestCheckBackwardCatchesBreaks' ./serde/
+
+.PHONY: tidy
+tidy: ## go mod tidy in every module.
+	for m in $(MODULES); do (cd $$m && GOWORK=off go mod tidy); done
+
+.PHONY: tidy-check
+tidy-check: ## Fail if any module is not tidy.
+	for m in $(MODULES); do (cd $$m && GOWORK=off go mod tidy -diff); done
+
+.PHONY: vet
+vet: ## go vet every module.
+	for m in $(MODULES); do (cd $$m && go vet ./...); done
+
+$(GOLANGCI):
+	GOBIN=$(dir $(GOLANGCI)) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
+
+.PHONY: lint
+lint: $(GOLANGCI) ## golangci-lint (pinned, built from the Go module proxy) over every module.
+	for m in $(MODULES); do (cd $$m && $(GOLANGCI) run --config $(CURDIR)/.golangci.yml ./...); done

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The README test command (make test): installs what the tests need, starts a real Kafka broker
+# and redis-server, runs static checks and every module's tests with -race against them (unit,
+# integration and e2e), then stops the services. A missing service fails the run; nothing skips.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${KAFKA_PORT:=39092}" "${REDIS_PORT:=36379}"
+export MAILPIPE_TEST_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
+export MAILPIPE_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+export MAILPIPE_TEST_REQUIRE_SERVICES=1
+export MAILPIPE_CACHE=${MAILPIPE_CACHE:-$HOME/.cache/mailpipe}
+
+start=$(date +%s)
+section() { printf '\n=== %s (%ss)\n' "$*" "$(($(date +%s) - start))"; }
+
+section "installing test dependencies"
+scripts/deps.sh
+
+cleanup() {
+  rc=$?
+  if [ $rc -ne 0 ]; then
+    for f in "$MAILPIPE_CACHE"/run/kafka-"$KAFKA_PORT"/kafka.log "$MAILPIPE_CACHE"/run/redis-"$REDIS_PORT"/redis.log; do
+      [ -f "$f" ] && { echo "--- last lines of $f" >&2; tail -n 30 "$f" >&2; }
+    done
+  fi
+  make -s services-down >/dev/null 2>&1 || true
+  exit $rc
+}
+trap cleanup EXIT
+
+section "starting Kafka and Redis"
+make -s services-up
+
+section "static checks: generated code, tidy modules, vet, lint"
+make -s check-generated
+make -s tidy-check
+make -s vet
+make -s lint
+
+section "tests (unit + integration + e2e, -race, real Kafka and Redis)"
+failed=0
+for m in $(scripts/modules.sh); do
+  (cd "$m" && go test -race -count=1 -timeout 25m ./...) || failed=1
+done
+echo "make test took $(($(date +%s) - start))s" >&2
+exit $failed
