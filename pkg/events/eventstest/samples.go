@@ -25,20 +25,24 @@ func Samples() map[string]any {
 		Tenant: "acme", RouteID: "r1", ReceivedAt: at, ParsedAt: later, Envelope: env,
 		MessageID: "m2@example.com", InReplyTo: "root@example.com", References: []string{"root@example.com"},
 		From: from, Sender: nil, ReplyTo: []events.Address{*from},
-		To: []events.Address{{Address: "support+acme@in.example.com", DomainASCII: "in.example.com"}},
+		To:      []events.Address{{Address: "support+acme@in.example.com", DomainASCII: "in.example.com"}},
 		Subject: "Re: Grüße", Date: &at, DateRaw: "Mon, 23 Nov 2026 10:30:00 +0000",
 		Text: "thanks\n> old", HTML: "<p>thanks</p>", HTMLSanitized: "<p>thanks</p>", StrippedText: "thanks",
-		Attachments: []events.Attachment{{Filename: "a.pdf", ContentType: "application/pdf",
-			SniffedType: "application/pdf", Size: 42, Sha256: "ab", BlobRef: &blob}},
-		Authentication: events.Authentication{SPF: "pass", DKIM: []events.DKIMResult{{Domain: "example.com",
-			Selector: "s1", Result: "pass"}}, DMARC: "pass", DMARCPolicy: "reject"},
+		Attachments: []events.Attachment{{
+			Filename: "a.pdf", ContentType: "application/pdf",
+			SniffedType: "application/pdf", Size: 42, Sha256: "ab", BlobRef: &blob,
+		}},
+		Authentication: events.Authentication{SPF: "pass", DKIM: []events.DKIMResult{{
+			Domain:   "example.com",
+			Selector: "s1", Result: "pass",
+		}}, DMARC: "pass", DMARCPolicy: "reject"},
 		Headers:     []events.Header{{Name: "Subject", Value: "Re: Grüße"}},
 		ParseStatus: "ok", Warnings: []events.Warning{{Name: "charset_guessed", Detail: "x"}},
 		RawSize: int64(len(raw)), RawSha256: "cd",
 	}
 	class := events.Classification{
 		Kind: "human", Evidence: []string{"no auto headers"}, SpamScore: 0.5, SpamFlags: []string{"X"},
-		Bounce:   &events.Bounce{Recipient: "b@example.org", Status: "5.1.1", Hard: true},
+		Bounce:    &events.Bounce{Recipient: "b@example.org", Status: "5.1.1", Hard: true},
 		LeadScore: 12, LeadContributions: []events.Contribution{{Rule: "pricing", Points: 12, Reason: "subject"}},
 		Queue: "sales", SLAMinutes: 60, RulesVersion: "v1", ClassifiedAt: later,
 	}
@@ -49,18 +53,26 @@ func Samples() map[string]any {
 		Sources: []events.EnrichmentSource{{Name: "freemail", Status: "ok", DurationMs: 1}}, EnrichedAt: later,
 	}
 	return map[string]any{
-		"mail.raw.v1": &events.Raw{ID: parsed.ID, ReceivedAt: at, Envelope: env, Tenant: "acme", RouteID: "r1",
-			ThreadKey: "root@example.com", MessageID: "m2@example.com", Size: int64(len(raw)), Sha256: "cd", Raw: &raw},
+		"mail.raw.v1": &events.Raw{
+			ID: parsed.ID, ReceivedAt: at, Envelope: env, Tenant: "acme", RouteID: "r1",
+			ThreadKey: "root@example.com", MessageID: "m2@example.com", Size: int64(len(raw)), Sha256: "cd", Raw: &raw,
+		},
 		"mail.parsed.v1":     &parsed,
 		"mail.classified.v1": &events.Classified{Message: parsed, Classification: class},
 		"mail.enriched.v1":   &events.Enriched{Message: parsed, Classification: class, Enrichment: enr},
-		"mail.crm.v1": &events.CRMOutcome{ID: parsed.ID, ExternalID: "9f2c", ThreadKey: "root@example.com",
+		"mail.crm.v1": &events.CRMOutcome{
+			ID: parsed.ID, ExternalID: "9f2c", ThreadKey: "root@example.com",
 			Tenant: "acme", Target: "webhook", Outcome: "created", ObjectIds: map[string]string{"webhook": "msg_1"},
-			Attempts: 1, ReceivedAt: at, WrittenAt: later},
-		"mail.lake.v1": &events.LakeRow{ID: parsed.ID, ExternalID: "9f2c", Tenant: "acme", Source: "smtp",
+			Attempts: 1, ReceivedAt: at, WrittenAt: later,
+		},
+		"mail.lake.v1": &events.LakeRow{
+			ID: parsed.ID, ExternalID: "9f2c", Tenant: "acme", Source: "smtp",
 			ReceivedAt: at, DeliveredAt: &later, LatencyMs: 1500, ParseStatus: "ok", Kind: "human",
-			Outcome: "created", Targets: []string{"webhook"}, FromHash: "ee", FromDomain: "example.com"},
-		"mail.routes.v1": &events.Route{ID: "r1", Pattern: "support+{tenant}@in.example.com", Tenant: "acme",
-			CRMTargets: []string{"webhook"}, UpdatedAt: at},
+			Outcome: "created", Targets: []string{"webhook"}, FromHash: "ee", FromDomain: "example.com",
+		},
+		"mail.routes.v1": &events.Route{
+			ID: "r1", Pattern: "support+{tenant}@in.example.com", Tenant: "acme",
+			CRMTargets: []string{"webhook"}, UpdatedAt: at,
+		},
 	}
 }
