@@ -52,22 +52,24 @@ const (
 // client does (group, transactions, topics) is configured by the package that builds it.
 //
 // Config is a plain value: copy it freely. Its LogValue redacts the password, so it is safe to log.
+// The env tags let a service nest it for package envconf under `env:"KAFKA"`, which yields the
+// same MAILPIPE_KAFKA_* names as [LoadEnv].
 type Config struct {
 	// Brokers are the seed brokers, host:port. Default [DefaultBroker].
-	Brokers []string
+	Brokers []string `env:"BROKERS" default:"127.0.0.1:9092" usage:"Kafka seed brokers, host:port, comma-separated"`
 	// TLS dials brokers over TLS (minimum TLS 1.2).
-	TLS bool
+	TLS bool `env:"TLS" usage:"dial Kafka brokers over TLS"`
 	// TLSCAFile is a PEM bundle of CAs to trust instead of the system pool. Requires TLS.
-	TLSCAFile string
+	TLSCAFile string `env:"TLS_CA" usage:"PEM file of CAs to trust for Kafka TLS"`
 	// TLSInsecure skips broker certificate verification (test clusters only). Requires TLS.
-	TLSInsecure bool
+	TLSInsecure bool `env:"TLS_INSECURE" usage:"skip Kafka broker certificate verification (test clusters)"`
 	// SASLMechanism is empty (no SASL) or one of [SASLPlain], [SASLScramSHA256],
-	// [SASLScramSHA512]. It requires SASLUser and SASLPassword.
-	SASLMechanism string
-	SASLUser      string
-	SASLPassword  string
+	// [SASLScramSHA512], case-insensitive. It requires SASLUser and SASLPassword.
+	SASLMechanism string `env:"SASL_MECHANISM" usage:"plain, scram-sha-256 or scram-sha-512"`
+	SASLUser      string `env:"SASL_USER" usage:"Kafka SASL user"`
+	SASLPassword  string `env:"SASL_PASSWORD" usage:"Kafka SASL password"`
 	// ClientID is sent to brokers for their logs and quotas. Default [DefaultClientID].
-	ClientID string
+	ClientID string `env:"CLIENT_ID" default:"mailpipe" usage:"client id sent to Kafka brokers"`
 }
 
 // DefaultConfig returns the configuration used when no environment variable is set: a local
@@ -140,7 +142,7 @@ func (c Config) Validate() error {
 	if c.TLSInsecure && !c.TLS {
 		errs = append(errs, fmt.Errorf("%s: set, but %s is false", EnvTLSInsecure, EnvTLS))
 	}
-	switch c.SASLMechanism {
+	switch strings.ToLower(c.SASLMechanism) {
 	case "":
 		if c.SASLUser != "" || c.SASLPassword != "" {
 			errs = append(errs, fmt.Errorf("%s: required when %s or %s is set", EnvSASLMechanism, EnvSASLUser, EnvSASLPassword))
@@ -177,7 +179,7 @@ func (c Config) Opts() ([]kgo.Opt, error) {
 		}
 		opts = append(opts, kgo.DialTLSConfig(tc))
 	}
-	switch c.SASLMechanism {
+	switch strings.ToLower(c.SASLMechanism) {
 	case SASLPlain:
 		opts = append(opts, kgo.SASL(plain.Auth{User: c.SASLUser, Pass: c.SASLPassword}.AsMechanism()))
 	case SASLScramSHA256:

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailpipe/mailpipe/pkg/app"
+	"github.com/mailpipe/mailpipe/pkg/envconf"
 	"github.com/mailpipe/mailpipe/pkg/kafka"
 )
 
@@ -228,5 +230,30 @@ func TestLogValueRedactsPassword(t *testing.T) {
 	}
 	if !strings.Contains(buf.String(), "[redacted]") {
 		t.Fatalf("log does not show the password was set: %s", buf.String())
+	}
+}
+
+// TestEnvconfMatchesLoadEnv checks that the env tags on Config give the same result through
+// package envconf (nested under MAILPIPE_KAFKA) as LoadEnv.
+func TestEnvconfMatchesLoadEnv(t *testing.T) {
+	env := readEnvFile(t, filepath.Join("testdata", "complete.env"))
+	want, err := kafka.LoadEnv(envMap(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := envconf.Load[kafka.Config](app.Env{Getenv: envMap(env)}, "MAILPIPE_KAFKA")
+	if err != nil {
+		t.Fatalf("envconf.Load: %v", err)
+	}
+	got.SASLMechanism = strings.ToLower(got.SASLMechanism)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("envconf\n got  %+v\n want %+v", got, want)
+	}
+	defaults, err := envconf.Load[kafka.Config](app.Env{Getenv: envMap(nil)}, "MAILPIPE_KAFKA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(defaults, kafka.DefaultConfig()) {
+		t.Fatalf("envconf defaults %+v, want %+v", defaults, kafka.DefaultConfig())
 	}
 }
