@@ -1,0 +1,10 @@
+// Package ingest is the ingress use case: it turns one message received by a front-end (SMTP in
+// package smtpd, HTTP in package httpd) into one events.Raw record on mail.raw.v1, and tells the
+// front-end whether it may acknowledge the message.
+//
+// [Ingester.Accept] resolves the recipients to a route, computes the thread key from the header
+// block only, moves large messages to the blob store (claim check), and produces the record
+// synchronously. It returns nil only after the broker acknowledged the record (acks=all with the
+// idempotent producer, see kafka.NewProducer), so a front-end that answers 250 or 202 on nil and
+// a temporary failure otherwise never loses a message: the sender keeps it and retries.
+package ingest
