@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mailpipe/mailpipe/pkg/events"
+	"github.com/mailpipe/mailpipe/pkg/mailid"
 )
 
 // MinSaltLen is the shortest accepted salt. An unsalted or short-salted hash of an email
@@ -60,10 +61,10 @@ func NewMapper(salt string) (*Mapper, error) {
 }
 
 // HashAddress returns hex sha256(salt + normalized address), or "" for an empty address.
-// Normalization trims spaces and lower-cases the whole address, so the hash does not depend on
-// how a sender capitalised it.
+// Normalization is mailid.Address (display name, brackets and spaces dropped, ASCII lower-cased),
+// the same the external id uses, so the hash does not depend on how a sender wrote the address.
 func (m *Mapper) HashAddress(addr string) string {
-	norm := normalizeAddress(addr)
+	norm := mailid.Address(addr)
 	if norm == "" {
 		return ""
 	}
@@ -163,12 +164,6 @@ func WorstOutcome(outcomes ...string) string {
 	return worst
 }
 
-// normalizeAddress trims and lower-cases an address. TODO(lake): use pkg/mailid's address
-// normalization once it lands, so the hash agrees with the external id's notion of a sender.
-func normalizeAddress(addr string) string {
-	return strings.ToLower(strings.TrimSpace(addr))
-}
-
 // senderDomain prefers the ASCII (Punycode) domain, which is stable whatever form the address
 // was written in, and falls back to the part after the last "@".
 func senderDomain(a *events.Address) string {
@@ -176,7 +171,7 @@ func senderDomain(a *events.Address) string {
 		return strings.ToLower(a.DomainASCII)
 	}
 	if i := strings.LastIndexByte(a.Address, '@'); i >= 0 {
-		return normalizeAddress(a.Address[i+1:])
+		return strings.ToLower(strings.TrimSpace(a.Address[i+1:]))
 	}
 	return ""
 }

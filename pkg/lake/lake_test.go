@@ -52,6 +52,7 @@ func TestHashAddress(t *testing.T) {
 	}{
 		{"plain", "ann@example.com", want},
 		{"case and spaces do not matter", "  Ann@Example.COM ", want},
+		{"display name and brackets do not matter", `"Ann Example" <ann@example.com>`, want},
 		{"other address differs", "bob@example.com", "!" + want},
 		{"empty", "", ""},
 		{"blank", "   ", ""},
