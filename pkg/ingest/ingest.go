@@ -1,0 +1,425 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/mailpipe/mailpipe/pkg/events"
+	"github.com/mailpipe/mailpipe/pkg/kafka"
+	"github.com/mailpipe/mailpipe/pkg/mailid"
+	"github.com/mailpipe/mailpipe/pkg/serde"
+	"github.com/mailpipe/mailpipe/pkg/thread"
+)
+
+// Errors returned by [Ingester.Accept] that are the sender's fault: retrying the same request
+// fails the same way, so front-ends answer them with a permanent error (SMTP 5xx, HTTP 4xx).
+// Every other error from Accept is temporary (SMTP 451, HTTP 503): the message was not recorded
+// and the sender should retry.
+var (
+	// ErrInvalid: the request cannot be recorded as given (no recipients, an empty message,
+	// recipients that belong to different routes).
+	ErrInvalid = errors.New("invalid message")
+	// ErrNoRoute: a recipient is not an address mailpipe receives mail for.
+	ErrNoRoute = errors.New("recipient has no route")
+	// ErrTooLarge: the message is larger than can be recorded (see Config.MaxInlineBytes).
+	ErrTooLarge = errors.New("message too large")
+)
+
+// ErrInFlight is returned by [Ingester.Accept] (with retry dedupe configured) when another
+// attempt to record the same message for the same recipients is still running, typically a
+// client that gave up waiting and retried on a new connection. It is temporary: the sender
+// should retry later, when the running attempt has either recorded the message (the retry is
+// then answered as a duplicate) or failed (the retry records it).
+var ErrInFlight = errors.New("an identical delivery is being recorded")
+
+// Environment variable names of [Config], relative to the prefix the service gives the section
+// (the ingress service reads them as MAILPIPE_INGEST_<NAME>).
+const (
+	EnvDomains        = "DOMAINS"
+	EnvInlineLimit    = "INLINE_LIMIT"
+	EnvMaxInlineBytes = "MAX_INLINE_BYTES"
+	EnvDedupeTTL      = "DEDUPE_TTL"
+	EnvTopic          = "TOPIC"
+	EnvAcceptTimeout  = "ACCEPT_TIMEOUT"
+)
+
+// Defaults of [Config].
+const (
+	// DefaultInlineLimit is the largest message carried inline on mail.raw.v1 when a blob store
+	// is configured: 512 KiB keeps records well below Kafka's default max.message.bytes (1 MiB).
+	DefaultInlineLimit = 512 << 10
+	// DefaultMaxInlineBytes is the largest message carried inline when no blob store is
+	// configured: 900 KiB leaves room for the envelope and framing under the broker's default
+	// max.message.bytes and franz-go's default ProducerBatchMaxBytes (1,000,012 bytes). Raise it
+	// only together with both.
+	DefaultMaxInlineBytes = 900 << 10
+	// DefaultDedupeTTL is how long a (message, recipients) pair is remembered to drop a client's
+	// retry after a lost 250/202. Retries after a lost reply come within minutes; a longer TTL
+	// only costs Redis memory.
+	DefaultDedupeTTL = 15 * time.Minute
+	// DefaultAcceptTimeout bounds how long one delivery attempt holds its retry-dedupe
+	// in-flight key; keep it at least the front-ends' accept timeouts.
+	DefaultAcceptTimeout = time.Minute
+)
+
+// Config is the ingest configuration. Zero fields take the defaults above.
+type Config struct {
+	// Domains are the domains mail is accepted for while no route table is configured
+	// (Options.Router nil); every recipient there belongs to tenant "default". Empty means
+	// no domain, so without a Router nothing is accepted.
+	Domains []string `env:"DOMAINS" usage:"domains mail is accepted for (tenant default) while routes are not configured"`
+	// InlineLimit in bytes: larger messages go to the blob store and the record carries
+	// raw_blob_ref (claim check). Ignored without a blob store. Default 512 KiB.
+	InlineLimit int64 `env:"INLINE_LIMIT" default:"524288" usage:"bytes above which raw mail goes to the blob store"`
+	// MaxInlineBytes is the hard upper bound for a message carried inline when no blob store
+	// is configured; larger messages fail with ErrTooLarge. Default 900 KiB (see
+	// DefaultMaxInlineBytes); must be at least InlineLimit.
+	MaxInlineBytes int64 `env:"MAX_INLINE_BYTES" default:"921600" usage:"largest message carried inline without a blob store"`
+	// DedupeTTL is how long a retry is recognised (only with Options.Dedupe). Default 15m.
+	DedupeTTL time.Duration `env:"DEDUPE_TTL" default:"15m" usage:"how long a client retry of the same message is dropped"`
+	// AcceptTimeout is the longest one Accept call is expected to run. A crashed attempt's
+	// in-flight retry-dedupe key expires after it, so retries get ErrInFlight at most that long.
+	// Keep it at least the front-ends' accept timeouts. Default 1m.
+	AcceptTimeout time.Duration `env:"ACCEPT_TIMEOUT" default:"1m" usage:"longest expected Accept; bounds retry-dedupe in-flight keys"`
+	// Topic the records are written to. Default kafka.TopicRaw. Values are always encoded
+	// with the mail.raw.v1 schema; override only to isolate an environment or a test.
+	Topic string `env:"TOPIC" default:"mail.raw.v1" usage:"topic accepted mail is written to"`
+}
+
+// DefaultConfig returns the defaults, with no domains.
+func DefaultConfig() Config {
+	return Config{
+		InlineLimit:    DefaultInlineLimit,
+		MaxInlineBytes: DefaultMaxInlineBytes,
+		DedupeTTL:      DefaultDedupeTTL,
+		Topic:          kafka.TopicRaw,
+		AcceptTimeout:  DefaultAcceptTimeout,
+	}
+}
+
+// withDefaults fills zero fields from DefaultConfig.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.InlineLimit == 0 {
+		c.InlineLimit = d.InlineLimit
+	}
+	if c.MaxInlineBytes == 0 {
+		c.MaxInlineBytes = d.MaxInlineBytes
+	}
+	if c.DedupeTTL == 0 {
+		c.DedupeTTL = d.DedupeTTL
+	}
+	if c.Topic == "" {
+		c.Topic = d.Topic
+	}
+	if c.AcceptTimeout == 0 {
+		c.AcceptTimeout = d.AcceptTimeout
+	}
+	return c
+}
+
+// Validate checks the configuration after defaults are applied; the error joins every problem.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	if c.InlineLimit < 0 {
+		errs = append(errs, errors.New("inline limit must not be negative"))
+	}
+	if c.MaxInlineBytes < c.InlineLimit {
+		errs = append(errs, fmt.Errorf("max inline bytes (%d) must be at least the inline limit (%d)", c.MaxInlineBytes, c.InlineLimit))
+	}
+	if c.DedupeTTL < 0 {
+		errs = append(errs, errors.New("dedupe ttl must not be negative"))
+	}
+	if c.AcceptTimeout < 0 {
+		errs = append(errs, errors.New("accept timeout must not be negative"))
+	}
+	for _, d := range c.Domains {
+		if d = normalizeDomain(d); d != "" && strings.ContainsAny(d, "@ \t") {
+			errs = append(errs, fmt.Errorf("domain %q is not a domain name", d))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Producer writes records synchronously. *kgo.Client fits; build it with kafka.NewProducer so
+// that acks=all and idempotence hold. ProduceSync must return only when every record is
+// acknowledged or failed.
+type Producer interface {
+	ProduceSync(ctx context.Context, rs ...*kgo.Record) kgo.ProduceResults
+}
+
+// Options are the dependencies of an [Ingester]. Producer, Codec and Logger are required;
+// the others are optional and documented with their nil behaviour.
+type Options struct {
+	// Producer writes mail.raw.v1. Required.
+	Producer Producer
+	// Codec encodes events.Raw in the Confluent wire format. Required.
+	Codec *serde.Codec
+	// Logger receives one line per accepted message (ids, sizes; never bodies). Required.
+	Logger *slog.Logger
+	// Router resolves recipients. Nil: a DomainRouter over Config.Domains.
+	Router Router
+	// ThreadIndex resolves In-Reply-To to a thread key and, once a reply is recorded, learns
+	// its thread key (redisthread.Index). Nil: no resolution; a reply without References is
+	// keyed by its parent's id, which is right when the parent was the root.
+	ThreadIndex thread.Index
+	// Blobs stores raw messages above Config.InlineLimit. Nil: every message is carried
+	// inline, up to Config.MaxInlineBytes.
+	Blobs BlobStore
+	// Dedupe recognises a client's retry of a message already recorded (same bytes, same
+	// recipients, within Config.DedupeTTL); Accept then returns Duplicate and produces nothing.
+	// Nil: no retry dedupe (downstream stages are idempotent by external id, so a retry costs
+	// work, not correctness).
+	Dedupe Deduper
+	// Now is the clock for ids and received_at. Nil: time.Now.
+	Now func() time.Time
+	// Entropy is the random source for ids. Nil: crypto/rand.
+	Entropy io.Reader
+	// Propagator writes the trace context of Accept's ctx into the record headers, so the
+	// parser continues the message's trace. Nil: W3C TraceContext (traceparent, tracestate).
+	Propagator propagation.TextMapPropagator
+}
+
+// Validate reports missing required dependencies.
+func (o Options) Validate() error {
+	var errs []error
+	if o.Producer == nil {
+		errs = append(errs, errors.New("producer is required"))
+	}
+	if o.Codec == nil {
+		errs = append(errs, errors.New("codec is required"))
+	}
+	if o.Logger == nil {
+		errs = append(errs, errors.New("logger is required"))
+	}
+	return errors.Join(errs...)
+}
+
+// Result is what [Ingester.Accept] recorded.
+type Result struct {
+	// ID is the message id (a ULID) of the record on mail.raw.v1. For a Duplicate it is empty:
+	// the original's id is not remembered, only that it was recorded.
+	ID string
+	// ThreadKey is the record key.
+	ThreadKey string
+	// Duplicate is true when the message was recognised as a retry of one recorded within
+	// Config.DedupeTTL and nothing new was produced.
+	Duplicate bool
+}
+
+// Ingester implements the ingress use case. It is safe for concurrent use by any number of
+// front-end sessions.
+type Ingester struct {
+	cfg    Config
+	prod   Producer
+	codec  *serde.Codec
+	log    *slog.Logger
+	router Router
+	index  thread.Index
+	blobs  BlobStore
+	dedupe Deduper
+	now    func() time.Time
+	ids    *IDGenerator
+	prop   propagation.TextMapPropagator
+}
+
+// New returns an Ingester for cfg (zero fields take defaults) and opts.
+func New(cfg Config, opts Options) (*Ingester, error) {
+	cfg = cfg.withDefaults()
+	if err := errors.Join(cfg.Validate(), opts.Validate()); err != nil {
+		return nil, fmt.Errorf("configuring ingest: %w", err)
+	}
+	in := &Ingester{
+		cfg:    cfg,
+		prod:   opts.Producer,
+		codec:  opts.Codec,
+		log:    opts.Logger,
+		router: opts.Router,
+		index:  opts.ThreadIndex,
+		blobs:  opts.Blobs,
+		dedupe: opts.Dedupe,
+		now:    opts.Now,
+	}
+	if in.router == nil {
+		in.router = NewDomainRouter(cfg.Domains)
+	}
+	if in.now == nil {
+		in.now = time.Now
+	}
+	in.ids = NewIDGenerator(in.now, opts.Entropy)
+	in.prop = opts.Propagator
+	if in.prop == nil {
+		// Not otel.GetTextMapPropagator: no global state (STYLE.md); telemetry passes its own.
+		in.prop = propagation.TraceContext{}
+	}
+	return in, nil
+}
+
+// Resolve resolves one recipient with the configured Router. Front-ends call it at RCPT time
+// to refuse unknown recipients before the message is sent.
+func (in *Ingester) Resolve(rcpt string) (Route, bool) {
+	return in.router.Resolve(rcpt)
+}
+
+// Accept records raw (an RFC 5322 message) received with env on mail.raw.v1.
+//
+// It returns nil only after the record is acknowledged by the broker; the front-end may then
+// acknowledge the message to the sender. [ErrInvalid], [ErrNoRoute] and [ErrTooLarge] are
+// permanent; any other error is temporary and nothing was recorded (a blob stored for the
+// claim check may remain; it is unreferenced and safe to collect).
+//
+// env.RcptTo is normalised (lower-cased, duplicates removed) before it is recorded;
+// env.Source, ClientIP, Helo and TLS are recorded as given. raw is not modified or retained.
+func (in *Ingester) Accept(ctx context.Context, env events.Envelope, raw []byte) (Result, error) {
+	if len(raw) == 0 {
+		return Result{}, fmt.Errorf("%w: empty message", ErrInvalid)
+	}
+	env.RcptTo = normalizeRcpts(env.RcptTo)
+	if len(env.RcptTo) == 0 {
+		return Result{}, fmt.Errorf("%w: no recipients", ErrInvalid)
+	}
+	route, err := in.resolveAll(env.RcptTo)
+	if err != nil {
+		return Result{}, err
+	}
+	size := int64(len(raw))
+	inline := in.blobs == nil || size <= in.cfg.InlineLimit
+	if inline && size > in.cfg.MaxInlineBytes {
+		return Result{}, fmt.Errorf("%w: %d bytes, at most %d without a blob store", ErrTooLarge, size, in.cfg.MaxInlineBytes)
+	}
+
+	sum := sha256.Sum256(raw)
+	digest := hex.EncodeToString(sum[:])
+
+	tk, msgID, pending := in.threadKey(ctx, readHeaders(raw))
+
+	var guard retryGuard
+	if in.dedupe != nil {
+		g, dup, err := in.claim(ctx, retryKey(sum, env.RcptTo))
+		if err != nil {
+			return Result{}, err
+		}
+		if dup {
+			in.log.InfoContext(ctx, "dropped client retry of a recorded message",
+				slog.String("thread_key", tk), slog.String("sha256", digest), slog.String("tenant", route.Tenant))
+			return Result{ThreadKey: tk, Duplicate: true}, nil
+		}
+		guard = g
+	}
+	recorded := false
+	defer func() {
+		if in.dedupe != nil {
+			in.settle(ctx, guard, recorded)
+		}
+	}()
+
+	id, err := in.ids.New()
+	if err != nil {
+		return Result{}, err
+	}
+	rec := events.Raw{
+		ID: id,
+		// Avro timestamp-micros: truncate so the record decodes to the same instant.
+		ReceivedAt: in.now().UTC().Truncate(time.Microsecond),
+		Envelope:   env,
+		Tenant:     route.Tenant,
+		RouteID:    route.ID,
+		ThreadKey:  tk,
+		MessageID:  msgID,
+		Size:       size,
+		Sha256:     digest,
+	}
+	if inline {
+		rec.Raw = &raw // encoded (copied) before Accept returns; raw is not retained
+	} else {
+		ref, err := in.blobs.Put(ctx, "raw/"+id, bytes.NewReader(raw))
+		if err != nil {
+			return Result{}, fmt.Errorf("storing raw message in the blob store: %w", err)
+		}
+		rec.RawBlobRef = &ref
+	}
+
+	if err := in.produce(ctx, &rec); err != nil {
+		return Result{}, err
+	}
+	recorded = true
+	in.remember(ctx, pending)
+	in.log.InfoContext(ctx, "accepted message",
+		slog.String("id", id), slog.String("thread_key", tk), slog.String("tenant", route.Tenant),
+		slog.String("route_id", route.ID), slog.String("source", env.Source), slog.Int64("size", size),
+		slog.Bool("claim_check", rec.RawBlobRef != nil), slog.Int("rcpts", len(env.RcptTo)))
+	return Result{ID: id, ThreadKey: tk}, nil
+}
+
+// resolveAll resolves every recipient. One record carries one route, so recipients of different
+// routes cannot share a record; the SMTP front-end avoids that by deferring such recipients to a
+// second transaction (452 4.5.3 at RCPT time).
+func (in *Ingester) resolveAll(rcpts []string) (Route, error) {
+	var first Route
+	for i, rcpt := range rcpts {
+		r, ok := in.router.Resolve(rcpt)
+		if !ok {
+			return Route{}, fmt.Errorf("%w: %s", ErrNoRoute, rcpt)
+		}
+		if i == 0 {
+			first = r
+			continue
+		}
+		if r != first {
+			return Route{}, fmt.Errorf("%w: recipients %s and %s belong to different routes", ErrInvalid, rcpts[0], rcpt)
+		}
+	}
+	return first, nil
+}
+
+// produce encodes rec and writes it keyed by its thread key, waiting for the acknowledgement.
+func (in *Ingester) produce(ctx context.Context, rec *events.Raw) error {
+	val, err := in.codec.Encode(kafka.TopicRaw, rec)
+	if err != nil {
+		return fmt.Errorf("encoding raw record: %w", err)
+	}
+	r := &kgo.Record{Topic: in.cfg.Topic, Key: []byte(rec.ThreadKey), Value: val}
+	in.prop.Inject(ctx, kafka.HeaderCarrier{Record: r}) // no-op when ctx carries no span
+	if err := in.prod.ProduceSync(ctx, r).FirstErr(); err != nil {
+		return fmt.Errorf("producing raw record: %w", err)
+	}
+	return nil
+}
+
+// normalizeRcpts normalizes recipients with mailid.Address (lower-cased bare addresses, as the
+// schema records them) and drops empties and duplicates while keeping the order.
+func normalizeRcpts(rcpts []string) []string {
+	out := make([]string, 0, len(rcpts))
+	for _, r := range rcpts {
+		r = mailid.Address(r)
+		if r != "" && !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// retryKey identifies a delivery attempt: the same bytes to the same recipients. The recipients
+// are sorted, so a client that reorders RCPT commands on retry is still recognised.
+func retryKey(sum [32]byte, rcpts []string) string {
+	h := sha256.New()
+	h.Write(sum[:])
+	for _, r := range slices.Sorted(slices.Values(rcpts)) {
+		h.Write([]byte{0})
+		h.Write([]byte(r))
+	}
+	return "ingest:retry:" + hex.EncodeToString(h.Sum(nil))
+}
