@@ -1,0 +1,53 @@
+package smtpd_test
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/mailpipe/mailpipe/pkg/app"
+	"github.com/mailpipe/mailpipe/pkg/envconf"
+	"github.com/mailpipe/mailpipe/pkg/ingest/smtpd"
+)
+
+func TestConfigFromEnv(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		env  map[string]string
+		want smtpd.Config
+	}{
+		{name: "defaults match DefaultConfig", want: smtpd.DefaultConfig()},
+		{
+			name: "every variable",
+			env: map[string]string{
+				"MAILPIPE_SMTP_ADDR":              "127.0.0.1:25",
+				"MAILPIPE_SMTP_HOSTNAME":          "mx1.in.example.com",
+				"MAILPIPE_SMTP_MAX_MESSAGE_BYTES": "1048576",
+				"MAILPIPE_SMTP_MAX_RECIPIENTS":    "10",
+				"MAILPIPE_SMTP_MAX_LINE_LENGTH":   "1000",
+				"MAILPIPE_SMTP_READ_TIMEOUT":      "2m",
+				"MAILPIPE_SMTP_WRITE_TIMEOUT":     "30s",
+				"MAILPIPE_SMTP_ACCEPT_TIMEOUT":    "20s",
+				"MAILPIPE_SMTP_MAX_CONNECTIONS":   "64",
+				"MAILPIPE_SMTP_TLS_CERT_FILE":     "/tls/tls.crt",
+				"MAILPIPE_SMTP_TLS_KEY_FILE":      "/tls/tls.key",
+			},
+			want: smtpd.Config{
+				Addr: "127.0.0.1:25", Hostname: "mx1.in.example.com", MaxMessageBytes: 1 << 20, MaxRecipients: 10,
+				MaxLineLength: 1000, ReadTimeout: 2 * time.Minute, WriteTimeout: 30 * time.Second,
+				AcceptTimeout: 20 * time.Second, MaxConnections: 64, TLSCertFile: "/tls/tls.crt", TLSKeyFile: "/tls/tls.key",
+			},
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			env := app.Env{Getenv: func(k string) string { return tt.env[k] }}
+			got, err := envconf.Load[smtpd.Config](env, "MAILPIPE_SMTP")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("loaded %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,223 @@
+package smtpd
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/mailpipe/mailpipe/pkg/events"
+	"github.com/mailpipe/mailpipe/pkg/ingest"
+)
+
+// Replies the session gives. Enhanced codes follow RFC 3463.
+var (
+	errNoSuchUser = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user here"}
+	// Recipients of another route go to another transaction: RFC 5321 4.5.3.1.10 tells the
+	// client to send the rest later, which is how MTAs split a message per destination.
+	errOtherRoute = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3}, Message: "Too many recipients for this transaction, send the rest separately"}
+	errTemporary  = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary failure, try again later"}
+	errTooLarge   = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message too large"}
+	errRejected   = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Message rejected"}
+	errLongLine   = &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Line too long"}
+	errShutdown   = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service shutting down, try again later"}
+)
+
+type backend struct{ srv *Server }
+
+func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	if b.srv.isDraining() {
+		return nil, errShutdown
+	}
+	return &session{srv: b.srv, conn: c, clientIP: hostOf(c.Conn().RemoteAddr()), helo: c.Hostname()}, nil
+}
+
+// session is one SMTP connection's state. go-smtp calls its methods from the connection's
+// goroutine, except Data with BDAT (CHUNKING), which runs in a second goroutine while the
+// connection goroutine feeds it; mu guards the fields both touch.
+type session struct {
+	srv      *Server
+	conn     *smtp.Conn
+	clientIP string
+	helo     string
+
+	mu       sync.Mutex
+	from     string
+	rcpts    []string
+	route    ingest.Route
+	inflight bool
+}
+
+func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+	if s.srv.isDraining() {
+		return errShutdown
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.from = from
+	s.rcpts = nil
+	return nil
+}
+
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	route, ok := s.srv.acc.Resolve(to)
+	if !ok {
+		s.srv.log.Info("refused smtp recipient", slog.String("client_ip", s.clientIP), slog.String("rcpt_domain", domainOf(to)))
+		return errNoSuchUser
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.rcpts) > 0 && route != s.route {
+		return errOtherRoute
+	}
+	s.route = route
+	s.rcpts = append(s.rcpts, to)
+	return nil
+}
+
+func (s *session) Data(r io.Reader) error {
+	if !s.srv.begin() {
+		return errShutdown
+	}
+	s.mu.Lock()
+	s.inflight = true
+	env := events.Envelope{
+		MailFrom: s.from,
+		RcptTo:   append([]string(nil), s.rcpts...),
+		ClientIP: s.clientIP,
+		Helo:     s.conn.Hostname(),
+		Source:   "smtp",
+	}
+	s.mu.Unlock()
+	if cs, ok := s.conn.TLSConnectionState(); ok {
+		env.TLS = &events.TLSInfo{Version: tlsVersion(cs.Version), Cipher: tls.CipherSuiteName(cs.CipherSuite)}
+	}
+
+	// The trace header goes in front, as RFC 5321 4.4 requires of every relay.
+	var buf bytes.Buffer
+	buf.WriteString(s.received(env))
+	// go-smtp's reader enforces MaxMessageBytes and returns its 552 error past it.
+	if _, err := io.Copy(&buf, r); err != nil {
+		var se *smtp.SMTPError
+		switch {
+		case errors.As(err, &se):
+			return se
+		case errors.Is(err, smtp.ErrTooLongLine):
+			return errLongLine
+		}
+		return fmt.Errorf("reading message data: %w", err)
+	}
+
+	ctx, cancel := context.WithTimeout(s.srv.base, s.srv.cfg.AcceptTimeout)
+	defer cancel()
+	res, err := s.srv.acc.Accept(ctx, env, buf.Bytes())
+	switch {
+	case err == nil && res.Duplicate:
+		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: already queued"}
+	case err == nil:
+		// go-smtp answers a nil error with a fixed "OK: queued"; a 250 SMTPError is its way to
+		// put the id in the reply, so operators can match the sender's log to ours.
+		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + res.ID}
+	case errors.Is(err, ingest.ErrTooLarge):
+		return errTooLarge
+	case errors.Is(err, ingest.ErrNoRoute):
+		return errNoSuchUser
+	case errors.Is(err, ingest.ErrInFlight):
+		// The client retried while its first attempt is still being recorded: not a fault.
+		s.srv.log.Info("deferred smtp retry of a message still being recorded", slog.String("client_ip", s.clientIP))
+		return errTemporary
+	case errors.Is(err, ingest.ErrInvalid):
+		s.srv.log.Info("rejected smtp message", slog.String("client_ip", s.clientIP), slog.String("error", err.Error()))
+		return errRejected
+	default:
+		s.srv.log.Error("could not record smtp message, answered 451", slog.String("client_ip", s.clientIP),
+			slog.Int("size", buf.Len()), slog.String("error", err.Error()))
+		return errTemporary
+	}
+}
+
+// Reset runs after the reply to DATA was written (and on RSET/EHLO), so a transaction counts
+// as in flight until its client has seen the answer.
+func (s *session) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.from = ""
+	s.rcpts = nil
+	s.route = ingest.Route{}
+	s.done()
+}
+
+func (s *session) Logout() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.done()
+	return nil
+}
+
+// done ends the in-flight mark; callers hold mu.
+func (s *session) done() {
+	if s.inflight {
+		s.inflight = false
+		s.srv.inflight.Done()
+	}
+}
+
+// received builds the Received trace header (RFC 5321 4.4, RFC 5322 3.6.7). The recipient is
+// named only for a single-recipient message, so one recipient never learns the others.
+func (s *session) received(env events.Envelope) string {
+	var b strings.Builder
+	proto := "ESMTP"
+	if env.TLS != nil {
+		proto = "ESMTPS" // RFC 3848
+	}
+	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (mailpipe) with %s", headerSafe(env.Helo), env.ClientIP, headerSafe(s.srv.cfg.Hostname), proto)
+	if env.TLS != nil {
+		fmt.Fprintf(&b, "\r\n\t(version=%s cipher=%s)", env.TLS.Version, env.TLS.Cipher)
+	}
+	if len(env.RcptTo) == 1 {
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", headerSafe(env.RcptTo[0]))
+	}
+	fmt.Fprintf(&b, ";\r\n\t%s\r\n", time.Now().UTC().Format(time.RFC1123Z))
+	return b.String()
+}
+
+// headerSafe keeps client-supplied text (HELO, addresses) from breaking the header: controls
+// and parentheses, which would end the comment or the field, become "_".
+func headerSafe(v string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == '(' || r == ')' || r == '<' || r == '>' {
+			return '_'
+		}
+		return r
+	}, v)
+}
+
+func tlsVersion(v uint16) string {
+	switch v {
+	case tls.VersionTLS10:
+		return "TLS1.0"
+	case tls.VersionTLS11:
+		return "TLS1.1"
+	case tls.VersionTLS12:
+		return "TLS1.2"
+	case tls.VersionTLS13:
+		return "TLS1.3"
+	default:
+		return fmt.Sprintf("0x%04x", v)
+	}
+}
+
+func domainOf(addr string) string {
+	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
+		return strings.ToLower(addr[i+1:])
+	}
+	return ""
+}

@@ -1,0 +1,423 @@
+// Package smtpd is the SMTP front-end of ingress: an emersion/go-smtp server that accepts mail
+// for provisioned addresses only and hands each message to the ingest use case.
+//
+// The server answers 250 to the end of DATA only after ingest recorded the message on
+// mail.raw.v1 (ingest.Ingester.Accept returned nil), and 451 4.3.0 when it could not, so the
+// sending MTA keeps the message and retries. Recipients are checked at RCPT time against the
+// ingest router; unknown ones get 550 5.1.1, so the server is never an open relay. Every limit
+// (size, recipients, line length, timeouts, connections) is explicit in [Config].
+package smtpd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/mailpipe/mailpipe/pkg/app"
+	"github.com/mailpipe/mailpipe/pkg/events"
+	"github.com/mailpipe/mailpipe/pkg/ingest"
+)
+
+// Environment variable names of [Config], relative to the prefix the service gives the section
+// (the ingress service reads them as MAILPIPE_SMTP_<NAME>).
+const (
+	EnvAddr            = "ADDR"
+	EnvHostname        = "HOSTNAME"
+	EnvMaxMessageBytes = "MAX_MESSAGE_BYTES"
+	EnvMaxRecipients   = "MAX_RECIPIENTS"
+	EnvMaxLineLength   = "MAX_LINE_LENGTH"
+	EnvReadTimeout     = "READ_TIMEOUT"
+	EnvWriteTimeout    = "WRITE_TIMEOUT"
+	EnvAcceptTimeout   = "ACCEPT_TIMEOUT"
+	EnvMaxConnections  = "MAX_CONNECTIONS"
+	EnvTLSCertFile     = "TLS_CERT_FILE"
+	EnvTLSKeyFile      = "TLS_KEY_FILE"
+)
+
+// Defaults of [Config].
+const (
+	DefaultAddr            = ":2525"
+	DefaultHostname        = "localhost"
+	DefaultMaxMessageBytes = 25 << 20 // 25 MiB, the common MTA default; advertised as SIZE
+	DefaultMaxRecipients   = 100      // RFC 5321 4.5.3.1.8: servers must accept at least 100
+	DefaultMaxLineLength   = 2000     // twice RFC 5321's 1000, as go-smtp and most MTAs allow
+	DefaultReadTimeout     = 5 * time.Minute
+	DefaultWriteTimeout    = time.Minute
+	DefaultAcceptTimeout   = 30 * time.Second
+	DefaultMaxConnections  = 256
+)
+
+// Config configures the SMTP server. Zero fields take the defaults above.
+type Config struct {
+	// Addr is the TCP address ListenAndServe listens on. Default ":2525".
+	Addr string `env:"ADDR" default:":2525" usage:"SMTP listen address"`
+	// Hostname is the name in the greeting and in the Received header. Default "localhost".
+	Hostname string `env:"HOSTNAME" default:"localhost" usage:"SMTP host name in greeting and Received header"`
+	// MaxMessageBytes bounds a message (as sent, before the Received header is added);
+	// larger ones get 552 5.3.4. It is advertised in EHLO as SIZE. Default 25 MiB. Messages
+	// above ingest's inline limit need a blob store (see ingest.Config).
+	MaxMessageBytes int64 `env:"MAX_MESSAGE_BYTES" default:"26214400" usage:"largest message accepted, bytes"`
+	// MaxRecipients per transaction; further RCPTs get 452 4.5.3 and the client sends them in
+	// another transaction. Default 100.
+	MaxRecipients int `env:"MAX_RECIPIENTS" default:"100" usage:"recipients per SMTP transaction"`
+	// MaxLineLength bounds a command or data line; a longer line closes the connection with
+	// 500 5.4.0. Default 2000.
+	MaxLineLength int `env:"MAX_LINE_LENGTH" default:"2000" usage:"longest SMTP line, bytes"`
+	// ReadTimeout bounds the wait for each command line, and the whole DATA transfer after the
+	// DATA command (go-smtp sets the deadline per command). Default 5m (RFC 5321 4.5.3.2.7).
+	ReadTimeout time.Duration `env:"READ_TIMEOUT" default:"5m" usage:"per-command read deadline, also bounds DATA"`
+	// WriteTimeout bounds each reply write. Default 1m.
+	WriteTimeout time.Duration `env:"WRITE_TIMEOUT" default:"1m" usage:"per-reply write deadline"`
+	// AcceptTimeout bounds ingest.Accept for one message (claim check plus produce); when it
+	// passes the client gets 451 and retries. Keep it well under the 10 minutes RFC 5321 gives
+	// a client to wait for the reply to DATA. Default 30s.
+	AcceptTimeout time.Duration `env:"ACCEPT_TIMEOUT" default:"30s" usage:"deadline for recording one message"`
+	// MaxConnections bounds concurrent connections; a connection over the limit gets
+	// 421 4.7.0 and is closed. Default 256.
+	MaxConnections int `env:"MAX_CONNECTIONS" default:"256" usage:"concurrent SMTP connections"`
+	// TLSCertFile and TLSKeyFile (PEM) enable STARTTLS. Both or neither.
+	TLSCertFile string `env:"TLS_CERT_FILE" usage:"PEM certificate for STARTTLS"`
+	TLSKeyFile  string `env:"TLS_KEY_FILE" usage:"PEM private key for STARTTLS"`
+	// TLS enables STARTTLS with a ready configuration (tests, or certificates from elsewhere).
+	// It conflicts with TLSCertFile/TLSKeyFile.
+	TLS *tls.Config
+}
+
+// DefaultConfig returns the defaults (no STARTTLS).
+func DefaultConfig() Config {
+	return Config{
+		Addr:            DefaultAddr,
+		Hostname:        DefaultHostname,
+		MaxMessageBytes: DefaultMaxMessageBytes,
+		MaxRecipients:   DefaultMaxRecipients,
+		MaxLineLength:   DefaultMaxLineLength,
+		ReadTimeout:     DefaultReadTimeout,
+		WriteTimeout:    DefaultWriteTimeout,
+		AcceptTimeout:   DefaultAcceptTimeout,
+		MaxConnections:  DefaultMaxConnections,
+	}
+}
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	set := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setDur := func(v *time.Duration, def time.Duration) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	if c.Addr == "" {
+		c.Addr = d.Addr
+	}
+	if c.Hostname == "" {
+		c.Hostname = d.Hostname
+	}
+	if c.MaxMessageBytes == 0 {
+		c.MaxMessageBytes = d.MaxMessageBytes
+	}
+	set(&c.MaxRecipients, d.MaxRecipients)
+	set(&c.MaxLineLength, d.MaxLineLength)
+	set(&c.MaxConnections, d.MaxConnections)
+	setDur(&c.ReadTimeout, d.ReadTimeout)
+	setDur(&c.WriteTimeout, d.WriteTimeout)
+	setDur(&c.AcceptTimeout, d.AcceptTimeout)
+	return c
+}
+
+// Validate checks the configuration after defaults are applied; the error joins every problem.
+// It does not read the certificate files.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	if c.MaxMessageBytes < 0 {
+		errs = append(errs, errors.New("max message bytes must not be negative"))
+	}
+	for name, v := range map[string]int{"max recipients": c.MaxRecipients, "max line length": c.MaxLineLength, "max connections": c.MaxConnections} {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative", name))
+		}
+	}
+	if c.MaxLineLength > 0 && c.MaxLineLength < 1000 {
+		errs = append(errs, fmt.Errorf("max line length %d is below RFC 5321's 1000", c.MaxLineLength))
+	}
+	for name, v := range map[string]time.Duration{"read timeout": c.ReadTimeout, "write timeout": c.WriteTimeout, "accept timeout": c.AcceptTimeout} {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative", name))
+		}
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		errs = append(errs, errors.New("tls cert file and tls key file must be set together"))
+	}
+	if c.TLS != nil && c.TLSCertFile != "" {
+		errs = append(errs, errors.New("tls config conflicts with tls cert file"))
+	}
+	return errors.Join(errs...)
+}
+
+// Accepter is what the server needs from the ingest use case; *ingest.Ingester fits.
+type Accepter interface {
+	// Accept records one message; see ingest.Ingester.Accept for the error contract.
+	Accept(ctx context.Context, env events.Envelope, raw []byte) (ingest.Result, error)
+	// Resolve reports the route of a recipient, false for an address not received here.
+	Resolve(rcpt string) (ingest.Route, bool)
+}
+
+// Server is the SMTP server. Create it with [New]; serve with [Server.Serve] or
+// [Server.ListenAndServe] (once), stop with [Server.Shutdown].
+type Server struct {
+	cfg  Config
+	acc  Accepter
+	log  *slog.Logger
+	smtp *smtp.Server
+
+	// base is the parent of every Accept context. go-smtp's session callbacks carry no
+	// context, so the server owns one for its lifetime; Shutdown cancels it only when its own
+	// deadline passes, aborting Accepts that are still running (their clients get 451).
+	base   context.Context //nolint:containedctx // server lifetime root, see comment above
+	cancel context.CancelFunc
+
+	// inflight counts transactions between the start of DATA and the reply to it, so that
+	// Shutdown can let them finish before it closes connections.
+	inflight sync.WaitGroup
+
+	mu       sync.Mutex
+	listener net.Listener
+	draining bool
+	served   bool
+	shutdown sync.Once
+	stopErr  error
+}
+
+// New returns a server for cfg (zero fields take defaults) that hands messages to acc and logs
+// to log. It reads the STARTTLS certificate files when set.
+func New(cfg Config, acc Accepter, log *slog.Logger) (*Server, error) {
+	cfg = cfg.withDefaults()
+	var errs []error
+	if acc == nil {
+		errs = append(errs, errors.New("accepter is required"))
+	}
+	if log == nil {
+		errs = append(errs, errors.New("logger is required"))
+	}
+	errs = append(errs, cfg.Validate())
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("configuring smtp server: %w", err)
+	}
+	tlsCfg := cfg.TLS
+	if cfg.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("loading smtp tls certificate: %w", err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+
+	s := &Server{cfg: cfg, acc: acc, log: log}
+	s.base, s.cancel = context.WithCancel(context.Background())
+	srv := smtp.NewServer(&backend{srv: s})
+	srv.Addr = cfg.Addr
+	srv.Domain = cfg.Hostname
+	srv.MaxMessageBytes = cfg.MaxMessageBytes
+	srv.MaxRecipients = cfg.MaxRecipients
+	srv.MaxLineLength = cfg.MaxLineLength
+	srv.ReadTimeout = cfg.ReadTimeout
+	srv.WriteTimeout = cfg.WriteTimeout
+	srv.TLSConfig = tlsCfg
+	srv.ErrorLog = errorLog{log: log}
+	s.smtp = srv
+	return s, nil
+}
+
+// ListenAndServe listens on Config.Addr and serves until Shutdown; see [Server.Serve].
+func (s *Server) ListenAndServe() error {
+	var lc net.ListenConfig
+	l, err := lc.Listen(s.base, "tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listening for smtp on %s: %w", s.cfg.Addr, err)
+	}
+	return s.Serve(l)
+}
+
+// Serve accepts connections on l until Shutdown and returns nil then; any other return is an
+// accept error. l is closed when Serve returns. Serve may be called once.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.served || s.draining {
+		s.mu.Unlock()
+		_ = l.Close()
+		return errors.New("smtp server already served or shut down")
+	}
+	s.served = true
+	ll := &limitListener{Listener: l, sem: make(chan struct{}, s.cfg.MaxConnections), hostname: s.cfg.Hostname, log: s.log}
+	s.listener = ll
+	s.mu.Unlock()
+
+	s.log.Info("serving smtp", slog.String("addr", l.Addr().String()), slog.Bool("starttls", s.smtp.TLSConfig != nil))
+	err := s.smtp.Serve(ll)
+	s.mu.Lock()
+	draining := s.draining
+	s.mu.Unlock()
+	if draining {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("serving smtp: %w", err)
+	}
+	return nil
+}
+
+// Addr returns the address Serve listens on, or nil before Serve was called.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.listener == nil {
+		return nil
+	}
+	return s.listener.Addr()
+}
+
+// Shutdown stops intake and lets running transactions finish: it closes the listener, waits
+// until every message between DATA and its reply has been answered, then closes all
+// connections (idle clients see the connection drop, which SMTP clients treat as "retry
+// later"). When ctx ends first, it cancels the running Accepts (their clients get 451 and
+// retry), closes everything and returns ctx's error. It is idempotent; later calls return the
+// first call's result.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutdown.Do(func() {
+		s.mu.Lock()
+		s.draining = true
+		l := s.listener
+		s.mu.Unlock()
+		if l != nil {
+			_ = l.Close() // Serve notices draining and returns nil
+		}
+		done := make(chan struct{})
+		go func() {
+			s.inflight.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			s.stopErr = fmt.Errorf("waiting for smtp transactions: %w", ctx.Err())
+			s.cancel()
+		}
+		// Close, not go-smtp's Shutdown: that waits for idle clients to hang up, which can take
+		// a whole ReadTimeout. Nothing is lost by closing now: no transaction is open.
+		_ = s.smtp.Close() // errors are the listener's, already closed above
+		s.cancel()
+	})
+	return s.stopErr
+}
+
+// begin marks a transaction in flight unless the server is draining. Checking and adding under
+// mu keeps Add from racing with Shutdown's Wait (sync.WaitGroup forbids an Add from zero that is
+// concurrent with Wait).
+func (s *Server) begin() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining {
+		return false
+	}
+	s.inflight.Add(1)
+	return true
+}
+
+func (s *Server) isDraining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining
+}
+
+// Actor returns the server as an app actor listening on Config.Addr.
+func (s *Server) Actor() app.Actor {
+	return app.Actor{
+		Name: "smtp",
+		Run:  func(context.Context) error { return s.ListenAndServe() },
+		Stop: s.Shutdown,
+	}
+}
+
+// errorLog adapts go-smtp's Printf logger to slog. go-smtp reports connection-level problems
+// there (accept errors, TLS handshakes, panics in callbacks).
+type errorLog struct{ log *slog.Logger }
+
+func (e errorLog) Printf(format string, v ...any) {
+	e.log.Warn("smtp server", slog.String("detail", fmt.Sprintf(format, v...)))
+}
+
+func (e errorLog) Println(v ...any) {
+	e.log.Warn("smtp server", slog.String("detail", fmt.Sprint(v...)))
+}
+
+// limitListener bounds concurrent connections. Over the limit it answers 421 right away instead
+// of blocking Accept: a blocked accept leaves clients hanging in the kernel backlog with no
+// answer, while 421 makes them retry later or try another MX.
+type limitListener struct {
+	net.Listener
+	sem      chan struct{}
+	hostname string
+	log      *slog.Logger
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.sem <- struct{}{}:
+			return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
+		default:
+			l.log.Warn("refused smtp connection: too many connections",
+				slog.String("client_ip", hostOf(c.RemoteAddr())), slog.Int("max_connections", cap(l.sem)))
+			go reject(c, l.hostname)
+		}
+	}
+}
+
+// reject writes 421 to a connection over the limit and closes it, bounded in time so that a
+// client that does not read cannot hold the goroutine.
+func reject(c net.Conn, hostname string) {
+	_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_, _ = fmt.Fprintf(c, "421 4.7.0 %s Too many connections, try again later\r\n", hostname)
+	_ = c.Close()
+}
+
+type limitConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
+
+func hostOf(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.String()
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
+}
