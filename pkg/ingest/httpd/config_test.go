@@ -1,0 +1,47 @@
+package httpd_test
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/mailpipe/mailpipe/pkg/app"
+	"github.com/mailpipe/mailpipe/pkg/envconf"
+	"github.com/mailpipe/mailpipe/pkg/ingest/httpd"
+)
+
+func TestConfigFromEnv(t *testing.T) {
+	a, b := httpd.HashKey("a"), httpd.HashKey("b")
+	for _, tt := range []struct {
+		name string
+		env  map[string]string
+		want httpd.Config
+	}{
+		{name: "defaults match DefaultConfig", want: httpd.DefaultConfig()},
+		{
+			name: "every variable",
+			env: map[string]string{
+				"MAILPIPE_HTTP_API_KEY_SHA256": a + "," + b,
+				"MAILPIPE_HTTP_MAX_BODY_BYTES": "1048576",
+				"MAILPIPE_HTTP_MAX_RECIPIENTS": "5",
+				"MAILPIPE_HTTP_ACCEPT_TIMEOUT": "10s",
+				"MAILPIPE_HTTP_RETRY_AFTER":    "1m",
+			},
+			want: httpd.Config{
+				APIKeySHA256: []string{a, b}, MaxBodyBytes: 1 << 20, MaxRecipients: 5,
+				AcceptTimeout: 10 * time.Second, RetryAfter: time.Minute,
+			},
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			env := app.Env{Getenv: func(k string) string { return tt.env[k] }}
+			got, err := envconf.Load[httpd.Config](env, "MAILPIPE_HTTP")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("loaded %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
