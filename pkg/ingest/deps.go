@@ -10,9 +10,31 @@ import (
 )
 
 // BlobStore stores raw messages for the claim check. Put stores r under key and returns the
-// reference (a blob-store URL) the record carries in raw_blob_ref.
+// reference (a blob-store URL) the record carries in raw_blob_ref. blob.Store fits; when the
+// store also has Delete (blob.Store does), a blob whose record was not acknowledged is removed.
 type BlobStore interface {
-	Put(ctx context.Context, key string, r io.Reader) (string, error)
+	Put(ctx context.Context, key string, r io.Reader) (ref string, err error)
+}
+
+// blobDeleter is the optional capability of a BlobStore to remove an orphaned blob.
+type blobDeleter interface {
+	Delete(ctx context.Context, ref string) error
+}
+
+// dropBlob removes the claim-check blob of a record that was not acknowledged. It is best
+// effort: an orphan costs storage, never correctness (nothing references it), so a failure is
+// logged.
+func (in *Ingester) dropBlob(ctx context.Context, ref string) {
+	d, ok := in.blobs.(blobDeleter)
+	if !ok {
+		return
+	}
+	// The attempt's ctx may be what failed (deadline); cleaning up must not depend on it.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := d.Delete(dctx, ref); err != nil {
+		in.log.WarnContext(ctx, "could not delete blob of an unrecorded message", slog.String("ref", ref), slog.String("error", err.Error()))
+	}
 }
 
 // Deduper is the retry-dedupe store: a dedupe.Store that can also forget a key

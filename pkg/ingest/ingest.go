@@ -176,8 +176,8 @@ type Options struct {
 	// its thread key (redisthread.Index). Nil: no resolution; a reply without References is
 	// keyed by its parent's id, which is right when the parent was the root.
 	ThreadIndex thread.Index
-	// Blobs stores raw messages above Config.InlineLimit. Nil: every message is carried
-	// inline, up to Config.MaxInlineBytes.
+	// Blobs stores raw messages above Config.InlineLimit under "raw/<id>" (blob.Store fits).
+	// Nil: every message is carried inline, up to Config.MaxInlineBytes.
 	Blobs BlobStore
 	// Dedupe recognises a client's retry of a message already recorded (same bytes, same
 	// recipients, within Config.DedupeTTL); Accept then returns Duplicate and produces nothing.
@@ -279,7 +279,7 @@ func (in *Ingester) Resolve(rcpt string) (Route, bool) {
 // It returns nil only after the record is acknowledged by the broker; the front-end may then
 // acknowledge the message to the sender. [ErrInvalid], [ErrNoRoute] and [ErrTooLarge] are
 // permanent; any other error is temporary and nothing was recorded (a blob stored for the
-// claim check may remain; it is unreferenced and safe to collect).
+// claim check is deleted again when the store can; one left behind is unreferenced).
 //
 // env.RcptTo is normalised (lower-cased, duplicates removed) before it is recorded;
 // env.Source, ClientIP, Helo and TLS are recorded as given. raw is not modified or retained.
@@ -353,6 +353,9 @@ func (in *Ingester) Accept(ctx context.Context, env events.Envelope, raw []byte)
 	}
 
 	if err := in.produce(ctx, &rec); err != nil {
+		if rec.RawBlobRef != nil {
+			in.dropBlob(ctx, *rec.RawBlobRef)
+		}
 		return Result{}, err
 	}
 	recorded = true

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/mailpipe/mailpipe/pkg/blob/fileblob"
 	"github.com/mailpipe/mailpipe/pkg/dedupe"
 	"github.com/mailpipe/mailpipe/pkg/events"
 	"github.com/mailpipe/mailpipe/pkg/ingest"
@@ -631,5 +633,48 @@ func TestAcceptThreadIndexDownRecordsAnyway(t *testing.T) {
 	}
 	if res.ThreadKey != "m1@example.org" || len(prod.produced()) != 1 {
 		t.Errorf("thread key = %q with %d records; want m1@example.org and one record", res.ThreadKey, len(prod.produced()))
+	}
+}
+
+func TestAcceptClaimCheckWithFileBlobStore(t *testing.T) {
+	big := message("Message-ID: <big@example.org>\n", strings.Repeat("x", 2000))
+	for _, tt := range []struct {
+		name      string
+		prodErr   error
+		wantFiles int
+	}{
+		{name: "recorded message keeps its blob", wantFiles: 1},
+		{name: "unrecorded message leaves no blob", prodErr: errors.New("broker down"), wantFiles: 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			store, err := fileblob.New(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			prod := &fakeProducer{err: tt.prodErr}
+			in := newIngester(t, ingest.Config{InlineLimit: 1000}, ingest.Options{Producer: prod, Blobs: store})
+			res, err := in.Accept(t.Context(), smtpEnv("a@in.example.com"), big)
+			if (err != nil) != (tt.prodErr != nil) {
+				t.Fatalf("Accept() error = %v", err)
+			}
+			files, _ := filepath.Glob(filepath.Join(dir, "raw", "*"))
+			if len(files) != tt.wantFiles {
+				t.Fatalf("blob files = %v, want %d", files, tt.wantFiles)
+			}
+			if tt.wantFiles == 0 {
+				return
+			}
+			got := decode(t, codec(t), prod.produced()[0])
+			rc, err := store.Get(t.Context(), *got.RawBlobRef)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = rc.Close() }()
+			stored, _ := io.ReadAll(rc)
+			if !bytes.Equal(stored, big) || filepath.Base(files[0]) != res.ID {
+				t.Errorf("blob %s holds %d bytes, want the message under raw/%s", files[0], len(stored), res.ID)
+			}
+		})
 	}
 }
