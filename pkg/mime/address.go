@@ -1,0 +1,227 @@
+package mime
+
+import (
+	"errors"
+	"net/mail"
+	"regexp"
+	"strings"
+
+	"github.com/jhillyerd/enmime/v2"
+	"golang.org/x/net/idna"
+)
+
+// parseAddresses reads the mailboxes of one address header value (raw, not decoded; group
+// members included). ok is false when some of the value could not be read; what could be read
+// is still returned.
+func parseAddresses(raw string) (addrs []Address, ok bool) {
+	raw, _ = validUTF8(raw)
+	if strings.TrimSpace(raw) == "" {
+		return nil, true
+	}
+	list, err := enmime.ParseAddressList(raw)
+	if err == nil {
+		for _, a := range list {
+			if n, good := normalizeMailbox(a.Address, a.Name); good {
+				addrs = append(addrs, n)
+			}
+		}
+		return addrs, true
+	}
+	if errors.Is(err, mail.ErrHeaderNotPresent) {
+		return nil, true // e.g. "undisclosed-recipients:;"
+	}
+	// net/mail does not allow comments inside an addr-spec (RFC 5322 CFWS); drop them.
+	if list, err := enmime.ParseAddressList(stripComments(raw)); err == nil {
+		for _, a := range list {
+			if n, good := normalizeMailbox(a.Address, a.Name); good {
+				addrs = append(addrs, n)
+			}
+		}
+		return addrs, true
+	}
+	// Salvage item by item: one broken mailbox must not cost the others.
+	ok = true
+	for _, item := range splitAddressList(stripComments(raw)) {
+		if strings.TrimSpace(item) == "" {
+			continue
+		}
+		if l, err := enmime.ParseAddressList(item); err == nil {
+			for _, a := range l {
+				if n, good := normalizeMailbox(a.Address, a.Name); good {
+					addrs = append(addrs, n)
+				}
+			}
+			continue
+		}
+		switch n, st := looseMailbox(item); st {
+		case mailboxFound:
+			addrs = append(addrs, n)
+		case mailboxNone:
+			ok = false
+		}
+	}
+	return addrs, ok
+}
+
+// stripComments removes RFC 5322 comments (nested parentheses) outside quoted strings.
+func stripComments(s string) string {
+	if !strings.Contains(s, "(") {
+		return s
+	}
+	var b strings.Builder
+	quoted, depth := false, 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\\' && i+1 < len(s):
+			if depth == 0 {
+				b.WriteByte(c)
+				b.WriteByte(s[i+1])
+			}
+			i++
+			continue
+		case c == '"' && depth == 0:
+			quoted = !quoted
+		case quoted:
+		case c == '(':
+			depth++
+			continue
+		case c == ')' && depth > 0:
+			depth--
+			continue
+		}
+		if depth == 0 {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// splitAddressList splits at commas that are outside quotes, comments and angle brackets, and
+// drops group syntax ("name:" prefixes and ";").
+func splitAddressList(s string) []string {
+	var out []string
+	var cur strings.Builder
+	quoted, angle, comment := false, 0, 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\\' && i+1 < len(s):
+			cur.WriteByte(c)
+			i++
+			cur.WriteByte(s[i])
+			continue
+		case c == '"' && comment == 0:
+			quoted = !quoted
+		case quoted:
+		case c == '(':
+			comment++
+		case c == ')' && comment > 0:
+			comment--
+		case comment > 0:
+		case c == '<':
+			angle++
+		case c == '>' && angle > 0:
+			angle--
+		case angle == 0 && (c == ',' || c == ';'):
+			out = append(out, cur.String())
+			cur.Reset()
+			continue
+		case angle == 0 && c == ':':
+			cur.Reset() // group name
+			continue
+		}
+		cur.WriteByte(c)
+	}
+	return append(out, cur.String())
+}
+
+var (
+	angleAddrRE = regexp.MustCompile(`<\s*([^<>\s]*?)\s*>`)
+	bareAddrRE  = regexp.MustCompile(`[^\s<>()",;:\[\]]+@[^\s<>()",;:]+`)
+	atomRE      = regexp.MustCompile("^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$")
+	// localRE is the bare local part accepted without brackets ("postmaster"): stricter than
+	// an atom, so that stray words of a broken header are not taken for addresses.
+	localRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+)
+
+// Results of looseMailbox.
+const (
+	mailboxNone  = iota // nothing that looks like an address
+	mailboxFound        // an address
+	mailboxNull         // the null address "<>" (bounces): nothing to report, nothing wrong
+)
+
+// looseMailbox finds one address in a mailbox that net/mail refused: unquoted specials in the
+// display name, 8-bit bytes, stray brackets, or a local part without a domain ("postmaster",
+// "Mail Delivery Subsystem <MAILER-DAEMON>"), which bounces carry.
+func looseMailbox(item string) (Address, int) {
+	var addr, name string
+	if m := angleAddrRE.FindStringSubmatchIndex(item); m != nil {
+		addr = item[m[2]:m[3]]
+		name = item[:m[0]] + item[m[1]:]
+		if addr == "" {
+			return Address{}, mailboxNull
+		}
+		if !strings.Contains(addr, "@") && !atomRE.MatchString(addr) {
+			return Address{}, mailboxNone
+		}
+	} else if m := bareAddrRE.FindStringIndex(item); m != nil {
+		addr = item[m[0]:m[1]]
+		name = item[:m[0]] + item[m[1]:]
+	} else if t := strings.TrimSpace(item); localRE.MatchString(t) {
+		addr = t
+	} else {
+		return Address{}, mailboxNone
+	}
+	name = strings.Trim(strings.TrimSpace(name), `"' `)
+	name, _ = decodeWords(name)
+	if n, ok := normalizeMailbox(addr, name); ok {
+		return n, mailboxFound
+	}
+	return Address{}, mailboxNone
+}
+
+// normalizeMailbox lower-cases the address, decodes an IDN domain to Unicode and computes its
+// ASCII (Punycode) form. ok is false for an empty address.
+func normalizeMailbox(addr, name string) (Address, bool) {
+	addr = strings.TrimSpace(strings.Trim(strings.TrimSpace(addr), "<>"))
+	if strings.Contains(name, "=?") {
+		// net/mail leaves words it cannot decode (8-bit bytes inside, bad padding) as they are.
+		name, _ = decodeWords(name)
+	}
+	name, _ = validUTF8(strings.TrimSpace(name))
+	name = strings.TrimSpace(strings.Trim(name, `"`))
+	if addr == "" {
+		return Address{}, false
+	}
+	addr, _ = validUTF8(addr)
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 || at == len(addr)-1 {
+		return Address{Address: strings.ToLower(addr), Name: name}, true
+	}
+	local := strings.ToLower(addr[:at])
+	ascii, uni := domainForms(addr[at+1:])
+	return Address{Address: local + "@" + uni, Name: name, DomainASCII: ascii}, true
+}
+
+// domainForms returns the ASCII (Punycode) and Unicode forms of a domain, lower case. Address
+// literals ([192.0.2.1]) and domains IDNA refuses are returned lower-cased as they are.
+func domainForms(d string) (ascii, uni string) {
+	d = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(d), "."))
+	if d == "" || strings.HasPrefix(d, "[") {
+		return d, d
+	}
+	a, err := idna.Lookup.ToASCII(d)
+	if err != nil {
+		if a, err = idna.Punycode.ToASCII(d); err != nil {
+			a = d
+		}
+	}
+	a = strings.ToLower(a)
+	u, err := idna.Punycode.ToUnicode(a)
+	if err != nil {
+		u = d
+	}
+	return a, strings.ToLower(u)
+}

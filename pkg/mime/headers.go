@@ -1,0 +1,194 @@
+package mime
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+)
+
+// field is one header field of a header block.
+type field struct {
+	// name is the field name as written, surrounding white space removed.
+	name string
+	// raw is the unfolded value, not decoded, surrounding white space removed.
+	raw string
+	// off is the offset of the line that starts the field within the scanned block.
+	off int
+}
+
+// maxLeadingJunkLines bounds how many lines before the first header field are skipped (an mbox
+// From_ line, a BSMTP wrapper); more than that and the input is not taken for a message.
+const maxLeadingJunkLines = 8
+
+// preprocess repairs what would stop enmime before the first header: a byte-order mark, classic
+// Mac (CR-only) line endings, leading white space, an mbox From_ line and other non-header lines
+// in front of the header block. It copies b only when it changes line endings.
+func preprocess(b []byte) ([]byte, []Warning) {
+	var warns []Warning
+	if bytes.HasPrefix(b, []byte("\xef\xbb\xbf")) {
+		b = b[3:]
+		warns = append(warns, Warning{Name: WarnByteOrderMark, Detail: "message starts with a UTF-8 byte-order mark"})
+	}
+	if bytes.IndexByte(b, '\n') < 0 && bytes.IndexByte(b, '\r') >= 0 {
+		b = bytes.ReplaceAll(b, []byte{'\r'}, []byte{'\n'})
+		warns = append(warns, Warning{Name: WarnLineEndings, Detail: "message uses CR-only line endings; read as LF"})
+	}
+	if t := bytes.TrimLeft(b, " \t\r\n"); len(t) != len(b) {
+		warns = append(warns, Warning{Name: WarnLeadingJunk, Detail: fmt.Sprintf("skipped %d bytes of white space before the header", len(b)-len(t))})
+		b = t
+	}
+	var skipped []string
+	rest := b
+	for range maxLeadingJunkLines {
+		line, next := cutLine(rest)
+		if len(line) == 0 || isFieldLine(line) {
+			break
+		}
+		skipped = append(skipped, string(truncate(line, 60)))
+		rest = next
+		if len(rest) == 0 {
+			break
+		}
+	}
+	if len(skipped) > 0 && len(rest) > 0 {
+		if line, _ := cutLine(rest); isFieldLine(line) {
+			name := WarnLeadingJunk
+			if len(skipped) == 1 && strings.HasPrefix(skipped[0], "From ") {
+				name = WarnMboxFromLine
+			}
+			warns = append(warns, Warning{Name: name, Detail: fmt.Sprintf("skipped %d line(s) before the header: %q", len(skipped), skipped)})
+			b = rest
+		}
+	}
+	return b, warns
+}
+
+// cutLine returns the first line of b without its line ending, and the rest after it.
+func cutLine(b []byte) (line, rest []byte) {
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		return bytes.TrimSuffix(b, []byte{'\r'}), nil
+	}
+	return bytes.TrimSuffix(b[:i], []byte{'\r'}), b[i+1:]
+}
+
+// isFieldLine reports whether line starts a header field in the strict RFC 5322 sense: a name
+// of printable ASCII other than ':' (optionally followed by blanks) and a colon.
+func isFieldLine(line []byte) bool {
+	i := bytes.IndexByte(line, ':')
+	if i <= 0 {
+		return false
+	}
+	name := bytes.TrimRight(line[:i], " \t")
+	if len(name) == 0 {
+		return false
+	}
+	for _, c := range name {
+		if !fieldNameByte(c) {
+			return false
+		}
+	}
+	return true
+}
+
+// fieldNameByte reports whether c may appear in a header field name (RFC 5322: 33-126 but ':').
+func fieldNameByte(c byte) bool { return c >= 33 && c <= 126 && c != ':' }
+
+// scanHeaders reads the header block at the start of b with the same rules as enmime's
+// ReadHeader, so both agree on where the body starts: a line starting with a blank continues the
+// previous field; a line with a colon starts a field (a blank before the colon is dropped, a
+// name with invalid bytes drops the line); a line without a colon continues the previous field
+// (and is warned about); an empty line or the end of b ends the block. body is the offset just
+// after the empty line (len(b) when there is none).
+func scanHeaders(b []byte) (fields []field, body int, warns []Warning) {
+	pos := 0
+	for pos < len(b) {
+		line, rest := cutLine(b[pos:])
+		lineOff := pos
+		if rest == nil {
+			pos = len(b)
+		} else {
+			pos = len(b) - len(rest)
+		}
+		if len(line) == 0 {
+			return fields, pos, warns
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			if n := len(fields); n > 0 {
+				if t := strings.TrimSpace(string(line)); t != "" {
+					fields[n-1].raw = joinFolded(fields[n-1].raw, t)
+				}
+			}
+			continue
+		}
+		colon := bytes.IndexByte(line, ':')
+		switch {
+		case colon == 0:
+			warns = append(warns, Warning{Name: WarnHeaderMalformed, Detail: fmt.Sprintf("header line %q starts with a colon; dropped", truncate(line, 60))})
+		case colon > 0:
+			name := strings.TrimSpace(string(line[:colon]))
+			if !validFieldName(name) {
+				warns = append(warns, Warning{Name: WarnHeaderMalformed, Detail: fmt.Sprintf("header name %q has invalid characters; line dropped", truncate([]byte(name), 60))})
+				continue
+			}
+			fields = append(fields, field{name: name, raw: strings.TrimSpace(string(line[colon+1:])), off: lineOff})
+		default:
+			if n := len(fields); n > 0 {
+				fields[n-1].raw = joinFolded(fields[n-1].raw, strings.TrimSpace(string(line)))
+			}
+			warns = append(warns, Warning{Name: WarnHeaderMalformed, Detail: fmt.Sprintf("header line %q has no colon; read as a continuation", truncate(line, 60))})
+		}
+	}
+	return fields, len(b), warns
+}
+
+// validFieldName mirrors enmime: printable ASCII but ':', inner spaces tolerated.
+func validFieldName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := range len(name) {
+		if c := name[i]; c != ' ' && !fieldNameByte(c) {
+			return false
+		}
+	}
+	return true
+}
+
+func joinFolded(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + " " + b
+}
+
+func truncate(b []byte, n int) []byte {
+	if len(b) <= n {
+		return b
+	}
+	return append(b[:n:n], "..."...)
+}
+
+// fieldSet gives case-insensitive access to the fields of a header block.
+type fieldSet []field
+
+// first returns the raw value of the first field called name, and whether there is one.
+func (fs fieldSet) first(name string) (string, bool) {
+	for _, f := range fs {
+		if strings.EqualFold(f.name, name) {
+			return f.raw, true
+		}
+	}
+	return "", false
+}
+
+// all returns the raw values of every field called name, in order.
+func (fs fieldSet) all(name string) []string {
+	var out []string
+	for _, f := range fs {
+		if strings.EqualFold(f.name, name) {
+			out = append(out, f.raw)
+		}
+	}
+	return out
+}

@@ -1,0 +1,298 @@
+package mime
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jhillyerd/enmime/v2"
+)
+
+// Limits bound the work and memory one message may cost (MIME-bomb protection). A message that
+// exceeds a limit is read up to the limit and gets [StatusPartial] and a severe warning.
+type Limits struct {
+	// MaxParts is the most MIME entities read, the root and multipart containers included.
+	// Default 1000; must be at least 1.
+	MaxParts int
+	// MaxDepth is the deepest multipart nesting read; the root is level 0. A container whose
+	// children would be deeper is kept as one opaque part. Default 32; must be at least 1.
+	MaxDepth int
+	// MaxDecodedSize is the most decoded content, in bytes, summed over all leaf parts.
+	// Default 64 MiB; must be at least 1.
+	MaxDecodedSize int64
+}
+
+// Default limits.
+const (
+	DefaultMaxParts       = 1000
+	DefaultMaxDepth       = 32
+	DefaultMaxDecodedSize = 64 << 20
+)
+
+// DefaultLimits returns the default limits.
+func DefaultLimits() Limits {
+	return Limits{MaxParts: DefaultMaxParts, MaxDepth: DefaultMaxDepth, MaxDecodedSize: DefaultMaxDecodedSize}
+}
+
+// Validate reports limits that cannot work, one sentence each.
+func (l Limits) Validate() error {
+	var errs []error
+	if l.MaxParts < 1 {
+		errs = append(errs, fmt.Errorf("max parts must be at least 1, got %d", l.MaxParts))
+	}
+	if l.MaxDepth < 1 {
+		errs = append(errs, fmt.Errorf("max depth must be at least 1, got %d", l.MaxDepth))
+	}
+	if l.MaxDecodedSize < 1 {
+		errs = append(errs, fmt.Errorf("max decoded size must be at least 1 byte, got %d", l.MaxDecodedSize))
+	}
+	return errors.Join(errs...)
+}
+
+// depthMarker replaces the name "Content-Type" (same length, so offsets stay valid) of a
+// container that is too deep: enmime then reads it as one leaf without looking inside.
+const depthMarker = "X-Mime-Depth"
+
+// prescan walks the MIME structure of b with cheap byte searches before enmime sees it, and
+// decides where enmime must stop: the offset to cut the input at (for too many parts or too
+// much content) and the containers to neutralize (too deep). It follows enmime's rules for
+// headers, nesting and boundaries closely enough that enmime never reads much beyond a limit;
+// the exact limits are enforced again on the parsed tree by enforce.
+type prescan struct {
+	lim      Limits
+	b        []byte
+	parts    int
+	decoded  int64
+	cut      int   // offset to cut b at; -1 for none
+	deep     []int // offsets of Content-Type names to replace by depthMarker
+	warnings []Warning
+}
+
+// apply returns the input enmime should read: b itself when no limit was hit.
+func (s *prescan) apply() []byte {
+	if s.cut < 0 && len(s.deep) == 0 {
+		return s.b
+	}
+	end := len(s.b)
+	if s.cut >= 0 {
+		end = s.cut
+	}
+	out := bytes.Clone(s.b[:end])
+	for _, off := range s.deep {
+		if off+len(depthMarker) <= len(out) {
+			copy(out[off:], depthMarker)
+		}
+	}
+	return out
+}
+
+func runPrescan(b []byte, lim Limits) *prescan {
+	s := &prescan{lim: lim, b: b, cut: -1}
+	s.entity(0, len(b), 0, 0)
+	return s
+}
+
+// entity scans the MIME entity b[start:end] at the given depth. delim is the offset of the
+// delimiter line that introduced it (where the input is cut if this entity is one too many).
+// It returns false when a limit stopped the scan.
+func (s *prescan) entity(start, end, depth, delim int) bool {
+	s.parts++
+	if s.parts > s.lim.MaxParts {
+		s.cut = delim
+		s.warnings = append(s.warnings, Warning{
+			Name: WarnLimitParts, Severe: true,
+			Detail: fmt.Sprintf("message has more than %d MIME parts; the rest was not read", s.lim.MaxParts),
+		})
+		return false
+	}
+	fields, bodyRel, _ := scanHeaders(s.b[start:end])
+	body := start + bodyRel
+	fs := fieldSet(fields)
+	ct, _ := fs.first("Content-Type")
+	mtype, params, _, err := parseMediaType(ct)
+	boundary := ""
+	if err == nil {
+		boundary = params["boundary"]
+	}
+	nested := boundary != "" && mtype != "text/plain" && mtype != "text/html"
+	if depth == 0 {
+		nested = boundary != "" && strings.HasPrefix(mtype, "multipart/")
+	}
+	if !nested {
+		cte, _ := fs.first("Content-Transfer-Encoding")
+		return s.leaf(body, end, cte)
+	}
+	if depth+1 > s.lim.MaxDepth {
+		for _, f := range fields {
+			if strings.EqualFold(f.name, "Content-Type") {
+				s.deep = append(s.deep, start+f.off)
+			}
+		}
+		s.warnings = append(s.warnings, Warning{
+			Name: WarnLimitDepth, Severe: true,
+			Detail: fmt.Sprintf("MIME nesting deeper than %d levels; a %s container was kept unread", s.lim.MaxDepth, mtype),
+		})
+		return s.leaf(body, end, "")
+	}
+	return s.children(body, end, depth+1, "--"+boundary)
+}
+
+// children scans the parts of a multipart body b[start:end] delimited by prefix ("--boundary").
+func (s *prescan) children(start, end, depth int, prefix string) bool {
+	pos := start
+	partStart, partDelim := -1, 0
+	first := true
+	for pos < end {
+		i := bytes.Index(s.b[pos:end], []byte(prefix))
+		if i < 0 {
+			break
+		}
+		at := pos + i
+		after := at + len(prefix)
+		lineStart := at == start || s.b[at-1] == '\n'
+		// Like enmime, the first delimiter may sit anywhere in a preamble line; later ones
+		// must start a line.
+		if !lineStart && !first {
+			pos = after
+			continue
+		}
+		terminator := bytes.HasPrefix(s.b[after:end], []byte("--"))
+		if !terminator && (after >= end || !isSpace(s.b[after])) {
+			pos = after
+			continue
+		}
+		lineEnd := bytes.IndexByte(s.b[after:end], '\n')
+		next := end
+		if lineEnd >= 0 {
+			next = after + lineEnd + 1
+		}
+		if partStart >= 0 {
+			if !s.entity(partStart, trimNewline(s.b, partStart, lineBegin(s.b, at)), depth, partDelim) {
+				return false
+			}
+		}
+		if terminator {
+			return true
+		}
+		if lineEnd < 0 {
+			return true // a delimiter at the very end opens no part (enmime: EOF)
+		}
+		first = false
+		partStart, partDelim = next, lineBegin(s.b, at)
+		pos = next
+	}
+	if partStart >= 0 {
+		return s.entity(partStart, end, depth, partDelim)
+	}
+	return true
+}
+
+// leaf accounts for a leaf body b[start:end] and cuts the input where the decoded-size budget
+// runs out.
+func (s *prescan) leaf(start, end int, cte string) bool {
+	n := int64(end - start)
+	if n < 0 {
+		n = 0
+	}
+	base64 := strings.EqualFold(strings.TrimSpace(cte), "base64")
+	est := n
+	if base64 {
+		est = n * 3 / 4
+	}
+	if s.decoded+est <= s.lim.MaxDecodedSize {
+		s.decoded += est
+		return true
+	}
+	allow := s.lim.MaxDecodedSize - s.decoded
+	if base64 {
+		allow = allow * 4 / 3
+	}
+	s.cut = start + int(allow)
+	s.warnings = append(s.warnings, Warning{
+		Name: WarnLimitDecodedSize, Severe: true,
+		Detail: fmt.Sprintf("decoded content exceeds %d bytes; the rest was not read", s.lim.MaxDecodedSize),
+	})
+	return false
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
+
+// lineBegin returns the offset of the start of the line holding offset i.
+func lineBegin(b []byte, i int) int {
+	if j := bytes.LastIndexByte(b[:i], '\n'); j >= 0 {
+		return j + 1
+	}
+	return 0
+}
+
+// trimNewline returns the end of a part that runs to the delimiter line at end: the line break
+// before a delimiter belongs to the delimiter (RFC 2046).
+func trimNewline(b []byte, start, end int) int {
+	if end > start && b[end-1] == '\n' {
+		end--
+		if end > start && b[end-1] == '\r' {
+			end--
+		}
+	}
+	return end
+}
+
+// enforce applies the limits to enmime's tree exactly: parts beyond MaxParts and levels beyond
+// MaxDepth are detached, and content beyond MaxDecodedSize is truncated. It returns what was
+// kept. prescan keeps enmime from reading far beyond a limit; enforce makes the limits hold
+// whatever enmime made of the bytes.
+func enforce(root *enmime.Part, lim Limits) (Stats, []Warning) {
+	st := Stats{Parts: 1}
+	var warns []Warning
+	var walk func(p *enmime.Part, depth int) bool
+	walk = func(p *enmime.Part, depth int) bool {
+		st.Depth = max(st.Depth, depth)
+		if p.FirstChild == nil {
+			n := int64(len(p.Content))
+			if st.DecodedSize+n > lim.MaxDecodedSize {
+				p.Content = p.Content[:lim.MaxDecodedSize-st.DecodedSize]
+				st.DecodedSize = lim.MaxDecodedSize
+				warns = append(warns, Warning{
+					Name: WarnLimitDecodedSize, Severe: true,
+					Detail: fmt.Sprintf("decoded content exceeds %d bytes; the rest was dropped", lim.MaxDecodedSize),
+				})
+				return false
+			}
+			st.DecodedSize += n
+			return true
+		}
+		if depth+1 > lim.MaxDepth {
+			p.FirstChild = nil
+			warns = append(warns, Warning{
+				Name: WarnLimitDepth, Severe: true,
+				Detail: fmt.Sprintf("MIME nesting deeper than %d levels; the deeper parts were dropped", lim.MaxDepth),
+			})
+			return true
+		}
+		var prev *enmime.Part
+		for c := p.FirstChild; c != nil; c = c.NextSibling {
+			if st.Parts+1 > lim.MaxParts {
+				if prev == nil {
+					p.FirstChild = nil
+				} else {
+					prev.NextSibling = nil
+				}
+				warns = append(warns, Warning{
+					Name: WarnLimitParts, Severe: true,
+					Detail: fmt.Sprintf("message has more than %d MIME parts; the rest was dropped", lim.MaxParts),
+				})
+				return false
+			}
+			st.Parts++
+			if !walk(c, depth+1) {
+				c.NextSibling = nil
+				return false
+			}
+			prev = c
+		}
+		return true
+	}
+	walk(root, 0)
+	return st, warns
+}

@@ -1,0 +1,440 @@
+package mime
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/inbucket/html2text"
+	"github.com/jhillyerd/enmime/v2"
+	"github.com/jhillyerd/enmime/v2/mediatype"
+)
+
+// ErrNoHeaders is returned by [Parser.Parse] when the input has no readable header block (it is
+// empty, or its first lines are not header fields). Nothing usable can come out of such input;
+// the parser stage sends it to the dead-letter topic with class parse.
+var ErrNoHeaders = errors.New("message has no readable header fields")
+
+// DefaultMaxWarnings is the default of [WithMaxWarnings].
+const DefaultMaxWarnings = 100
+
+// Option configures a [Parser].
+type Option interface{ apply(*config) }
+
+type config struct {
+	limits      Limits
+	maxWarnings int
+}
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+// WithLimits replaces the MIME-bomb limits (default [DefaultLimits]). Zero fields keep their
+// defaults.
+func WithLimits(l Limits) Option {
+	return optionFunc(func(c *config) {
+		if l.MaxParts != 0 {
+			c.limits.MaxParts = l.MaxParts
+		}
+		if l.MaxDepth != 0 {
+			c.limits.MaxDepth = l.MaxDepth
+		}
+		if l.MaxDecodedSize != 0 {
+			c.limits.MaxDecodedSize = l.MaxDecodedSize
+		}
+	})
+}
+
+// WithMaxWarnings caps the warnings kept per message (default 100); the rest are counted in one
+// final warnings_truncated warning. Identical warnings are always kept once.
+func WithMaxWarnings(n int) Option { return optionFunc(func(c *config) { c.maxWarnings = n }) }
+
+func defaultConfig() config {
+	return config{limits: DefaultLimits(), maxWarnings: DefaultMaxWarnings}
+}
+
+func (c config) validate() error {
+	var errs []error
+	if err := c.limits.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.maxWarnings < 1 {
+		errs = append(errs, fmt.Errorf("max warnings must be at least 1, got %d", c.maxWarnings))
+	}
+	return errors.Join(errs...)
+}
+
+// Parser parses raw messages. It holds only configuration and is safe for concurrent use.
+type Parser struct {
+	cfg    config
+	enmime *enmime.Parser
+}
+
+// NewParser returns a Parser with the given options, or an error naming each invalid option.
+func NewParser(opts ...Option) (*Parser, error) {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Parser{
+		cfg: cfg,
+		enmime: enmime.NewParser(
+			// Keep going past broken parts and record them instead (habit 12).
+			enmime.SkipMalformedParts(true),
+			enmime.MultipartWOBoundaryAsSinglePart(true),
+			enmime.SetReadPartErrorPolicy(enmime.AllowCorruptTextPartErrorPolicy),
+			enmime.MaxStoredPartErrors(16),
+			// Trust declared charsets; undeclared ones are decided in repairText (see
+			// undeclaredCharset).
+			enmime.DisableCharacterDetection(true),
+			enmime.SetCustomParseMediaType(parseMediaType),
+			// We render text from HTML ourselves, after the charset repair.
+			enmime.DisableTextConversion(true),
+		),
+	}, nil
+}
+
+// Limits returns the limits the parser enforces.
+func (p *Parser) Limits() Limits { return p.cfg.limits }
+
+// Parse parses one raw RFC 5322 message. It returns an error ([ErrNoHeaders]) only when not
+// even a header field can be read; every other problem is reported in Message.Warnings and
+// Message.Status. The returned Message does not share memory with raw.
+func (p *Parser) Parse(raw []byte) (*Message, error) {
+	w := &warnings{max: p.cfg.maxWarnings}
+	b, pre := preprocess(raw)
+	w.add(pre...)
+	fields, _, hw := scanHeaders(b)
+	if len(fields) == 0 {
+		return nil, ErrNoHeaders
+	}
+	m := &Message{}
+	p.readHeaders(m, fieldSet(fields), w)
+
+	scan := runPrescan(b, p.cfg.limits)
+	w.add(scan.warnings...)
+	input := scan.apply()
+
+	failed := false
+	root, err := p.enmime.ReadParts(bytes.NewReader(input))
+	if err != nil {
+		failed = true
+		w.add(Warning{Name: WarnMIMEUnreadable, Severe: true, Detail: "reading MIME structure: " + safeDetail(err)})
+		w.add(hw...) // enmime reports these itself when it gets that far
+	} else {
+		stats, lw := enforce(root, p.cfg.limits)
+		m.Stats = stats
+		defaultTypes(root)
+		repairText(root, w)
+		for _, x := range lw {
+			// prescan already reported the same limit in its own words.
+			if !hasWarning(scan.warnings, x.Name) {
+				w.add(x)
+			}
+		}
+		if err := p.readBody(m, root, w); err != nil {
+			failed = true
+			w.add(Warning{Name: WarnMIMEUnreadable, Severe: true, Detail: "reading MIME body: " + safeDetail(err)})
+		}
+	}
+	m.Warnings = w.result()
+	switch {
+	case failed:
+		m.Status = StatusFailed
+	case w.severe:
+		m.Status = StatusPartial
+	default:
+		m.Status = StatusOK
+	}
+	return m, nil
+}
+
+func hasWarning(ws []Warning, name string) bool {
+	for _, x := range ws {
+		if x.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func safeDetail(err error) string {
+	s, _ := validUTF8(err.Error())
+	return s
+}
+
+// readHeaders fills the header-derived fields of m.
+func (p *Parser) readHeaders(m *Message, fs fieldSet, w *warnings) {
+	m.Headers = make([]Header, 0, len(fs))
+	var bad []string
+	for _, f := range fs {
+		v, rescued := decodeWords(f.raw)
+		if rescued {
+			bad = append(bad, f.name)
+		}
+		m.Headers = append(m.Headers, Header{Name: f.name, Value: v})
+	}
+	if len(bad) > 0 {
+		w.add(Warning{Name: WarnHeaderNotUTF8, Detail: fmt.Sprintf("raw 8-bit bytes that are not UTF-8 in %s; charset guessed", strings.Join(bad, ", "))})
+	}
+
+	addrs := func(name string) []Address {
+		var out []Address
+		for _, v := range fs.all(name) {
+			a, ok := parseAddresses(v)
+			if !ok {
+				w.add(Warning{Name: WarnAddressUnparseable, Detail: fmt.Sprintf("%s: could not read %q", name, truncate([]byte(v), 120))})
+			}
+			out = append(out, a...)
+		}
+		return out
+	}
+	if from := addrs("From"); len(from) > 0 {
+		m.From = &from[0]
+	}
+	if sender := addrs("Sender"); len(sender) > 0 {
+		m.Sender = &sender[0]
+	}
+	m.ReplyTo = addrs("Reply-To")
+	m.To = addrs("To")
+	m.Cc = addrs("Cc")
+
+	if v, ok := fs.first("Subject"); ok {
+		s, _ := decodeWords(v)
+		m.Subject = strings.TrimSpace(s)
+	}
+
+	if v, ok := fs.first("Date"); ok {
+		m.DateRaw, _ = validUTF8(v)
+		if t, ok := parseDate(v); ok {
+			m.Date = &t
+		} else {
+			w.add(Warning{Name: WarnDateUnparseable, Detail: fmt.Sprintf("Date %q could not be read", truncate([]byte(m.DateRaw), 120))})
+		}
+	} else {
+		w.add(Warning{Name: WarnDateMissing, Detail: "message has no Date header"})
+	}
+
+	if v, ok := fs.first("Message-ID"); ok {
+		m.MessageID = firstMessageID(v)
+	}
+	if m.MessageID == "" {
+		w.add(Warning{Name: WarnMessageIDMissing, Detail: "message has no Message-ID"})
+	}
+	if v, ok := fs.first("In-Reply-To"); ok {
+		if ids := messageIDs(v); len(ids) > 0 {
+			m.InReplyTo = ids[0]
+		}
+	}
+	for _, v := range fs.all("References") {
+		for _, id := range messageIDs(v) {
+			if !contains(m.References, id) {
+				m.References = append(m.References, id)
+			}
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// readBody fills text, HTML and attachments from enmime's tree.
+func (p *Parser) readBody(m *Message, root *enmime.Part, w *warnings) error {
+	env, err := p.enmime.EnvelopeFromPart(root)
+	if err != nil {
+		return err
+	}
+	for _, e := range env.Errors {
+		if strings.Contains(e.Detail, undeclaredCharset) {
+			continue // our own marker, see undeclaredCharset
+		}
+		w.add(fromEnmime(e))
+	}
+	if strings.HasPrefix(root.ContentType, "multipart/") && root.FirstChild == nil && root.Boundary == "" {
+		w.add(Warning{
+			Name: WarnMultipartNoBoundary, Severe: true,
+			Detail: fmt.Sprintf("%s without a boundary parameter; its body was kept as one opaque part", root.ContentType),
+		})
+	}
+	m.HTML = env.HTML
+	m.Text = env.Text
+	if m.Text == "" && m.HTML != "" {
+		text, err := html2text.FromString(m.HTML)
+		if err != nil {
+			w.add(Warning{Name: WarnTextFromHTMLFailed, Severe: true, Detail: "rendering text from HTML: " + safeDetail(err)})
+		} else {
+			m.Text = text
+		}
+	}
+	// One line-ending convention for every consumer (reply stripping, rules, CRMs).
+	m.Text = strings.ReplaceAll(m.Text, "\r\n", "\n")
+
+	body := bodyParts(root, env)
+	_ = root.DepthMatchAll(func(part *enmime.Part) bool {
+		if part.FirstChild != nil || body[part] || (strings.HasPrefix(part.ContentType, "multipart/") && part != root) {
+			return false
+		}
+		if part == root && strings.HasPrefix(part.ContentType, "multipart/") && part.Boundary != "" {
+			return false // an empty multipart, not an attachment
+		}
+		m.Attachments = append(m.Attachments, attachment(part, m.HTML))
+		return false
+	})
+	return nil
+}
+
+// bodyParts returns the leaf parts whose content enmime put into the text or HTML body, using
+// enmime's own selection rules, so that everything else is listed as an attachment and nothing
+// is silently lost.
+func bodyParts(root *enmime.Part, env *enmime.Envelope) map[*enmime.Part]bool {
+	body := map[*enmime.Part]bool{}
+	if root.FirstChild == nil {
+		for _, a := range env.Attachments {
+			if a == root {
+				return body
+			}
+		}
+		for _, a := range env.Inlines {
+			if a == root {
+				return body
+			}
+		}
+		body[root] = true
+		return body
+	}
+	isText := func(p *enmime.Part) bool {
+		return p.ContentType == "text/plain" && p.Disposition != "attachment"
+	}
+	if root.ContentType == "multipart/alternative" {
+		if p := root.BreadthMatchFirst(isText); p != nil {
+			body[p] = true
+		}
+	} else {
+		for _, p := range root.DepthMatchAll(isText) {
+			body[p] = true
+		}
+	}
+	if p := root.DepthMatchFirst(func(p *enmime.Part) bool {
+		return p.ContentType == "text/html" && p.Disposition != "attachment"
+	}); p != nil {
+		body[p] = true
+	}
+	return body
+}
+
+// attachment describes one leaf part.
+func attachment(p *enmime.Part, html string) Attachment {
+	sum := sha256.Sum256(p.Content)
+	name, _ := validUTF8(strings.TrimSpace(p.FileName))
+	cid, _ := validUTF8(strings.TrimSpace(p.ContentID))
+	ct := strings.ToLower(p.ContentType)
+	if ct == "" {
+		// A container neutralized by the depth limit keeps its type under depthMarker.
+		if v := p.Header.Get(depthMarker); v != "" {
+			if mt, _, _, err := mediatype.Parse(v); err == nil {
+				ct = strings.ToLower(mt)
+			}
+		}
+	}
+	inline := strings.EqualFold(p.Disposition, "inline") ||
+		(cid != "" && html != "" && (strings.Contains(html, "cid:"+cid) || strings.Contains(strings.ToLower(html), "cid:"+strings.ToLower(cid))))
+	return Attachment{
+		Filename:    name,
+		ContentType: ct,
+		SniffedType: sniff(p.Content),
+		Size:        int64(len(p.Content)),
+		SHA256:      hex.EncodeToString(sum[:]),
+		ContentID:   cid,
+		Inline:      inline,
+		Content:     p.Content,
+	}
+}
+
+// parseMediaType is enmime's media-type parser with two changes: a value it cannot parse still
+// yields its type when one is recognizable (enmime would fail the whole message on a root
+// Content-Type such as "text/plain>"), and a text type without a charset, or with us-ascii
+// (mislabelled UTF-8 in practice), gets undeclaredCharset.
+func parseMediaType(ctype string) (string, map[string]string, []string, error) {
+	mtype, params, invalid, err := mediatype.ParseWithOptions(ctype, mediatype.ParseOptions{StripMediaTypeInvalidCharacters: true})
+	if err != nil {
+		t := strings.ToLower(strings.TrimSpace(strings.SplitN(ctype, ";", 2)[0]))
+		t = strings.TrimRight(t, "<>\"' ")
+		slash := strings.IndexByte(t, '/')
+		if slash <= 0 || slash == len(t)-1 || strings.ContainsAny(t, " \t<>\"") {
+			return "", nil, nil, err
+		}
+		mtype, params, invalid = t, map[string]string{}, []string{strings.TrimSpace(ctype)}
+	}
+	if strings.HasPrefix(mtype, "text/") && params != nil {
+		switch strings.ToLower(strings.TrimSpace(params["charset"])) {
+		case "", "us-ascii", "ascii", "us_ascii", "ansi_x3.4-1968", "iso646-us", "646", "us":
+			params["charset"] = undeclaredCharset
+		case "unicode-1-1-utf-7", "x-unicode-2-0-utf-7", "csunicode11utf7":
+			params["charset"] = "utf-7" // Outlook's labels for UTF-7, unknown to enmime
+		}
+	}
+	return mtype, params, invalid, nil
+}
+
+// defaultTypes gives parts without a Content-Type the RFC 2045/2046 default: text/plain, or
+// message/rfc822 inside a multipart/digest. enmime leaves their type empty, which would list a
+// bounce's human-readable text as an anonymous attachment.
+func defaultTypes(root *enmime.Part) {
+	_ = root.DepthMatchAll(func(p *enmime.Part) bool {
+		if p.FirstChild != nil || p.ContentType != "" || p.Header.Get(depthMarker) != "" || p == root {
+			return false
+		}
+		if p.Parent != nil && p.Parent.ContentType == "multipart/digest" {
+			p.ContentType = "message/rfc822"
+		} else {
+			p.ContentType = "text/plain"
+		}
+		return false
+	})
+}
+
+// repairText makes the content of every text/plain and text/html leaf that may become the body
+// valid UTF-8. Parts with undeclaredCharset are kept as they are when valid and detected
+// otherwise; parts whose declared charset enmime could not apply (unknown label, or utf-8 that
+// is not) are rescued the same way. Attachments keep their bytes: they go to the blob store as
+// sent.
+func repairText(root *enmime.Part, w *warnings) {
+	_ = root.DepthMatchAll(func(p *enmime.Part) bool {
+		if p.Charset == undeclaredCharset {
+			p.Charset = ""
+		}
+		return false
+	})
+	_ = root.DepthMatchAll(func(p *enmime.Part) bool {
+		if p.FirstChild != nil || (p.ContentType != "text/plain" && p.ContentType != "text/html") ||
+			strings.EqualFold(p.Disposition, "attachment") {
+			return false
+		}
+		undeclared := p.Charset == ""
+		if utf8.Valid(p.Content) {
+			return false
+		}
+		s, how := rescue(p.Content, p.ContentType == "text/html")
+		p.Content = []byte(s)
+		if undeclared {
+			w.add(Warning{Name: WarnCharsetDetected, Detail: fmt.Sprintf("part %s (%s) declares no charset and is not UTF-8; %s", p.PartID, p.ContentType, how)})
+		} else {
+			w.add(Warning{Name: WarnInvalidUTF8, Detail: fmt.Sprintf("part %s (%s) with charset %q is not valid UTF-8; %s", p.PartID, p.ContentType, p.Charset, how)})
+		}
+		return false
+	})
+}
