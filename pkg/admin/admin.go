@@ -124,7 +124,8 @@ func New(addr string, log *slog.Logger, opts ...Option) (*Server, error) {
 		mpOpts = append(mpOpts, sdkmetric.WithResource(cfg.resource))
 	}
 
-	ln, err := net.Listen("tcp", addr)
+	// New has no request context to honour: binding is a local, immediate operation.
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listening on admin address %q: %w", addr, err)
 	}
@@ -182,7 +183,7 @@ func (s *Server) Register(name string, check Check) {
 // error otherwise. Call it once.
 func (s *Server) Serve(ctx context.Context) error {
 	s.http.BaseContext = func(net.Listener) context.Context { return ctx }
-	s.log.Info("admin server listening", "addr", s.ln.Addr().String())
+	s.log.InfoContext(ctx, "admin server listening", "addr", s.ln.Addr().String())
 	if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serving admin http: %w", err)
 	}

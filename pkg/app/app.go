@@ -107,7 +107,7 @@ func Exec(ctx context.Context, env Env, run func(ctx context.Context, env Env) e
 		if err != nil {
 			// No logger yet: fall back to an info-level one so the failure is still JSON.
 			log, _ = NewLogger(env.Stderr, "")
-			log.Error("exiting", "err", err, "exit_code", ExitConfigError)
+			log.ErrorContext(ctx, "exiting", "err", err, "exit_code", ExitConfigError)
 			return ExitConfigError
 		}
 		env.Logger = log
@@ -115,11 +115,11 @@ func Exec(ctx context.Context, env Env, run func(ctx context.Context, env Env) e
 	err := run(ctx, env)
 	code := ExitCode(err)
 	if code == ExitOK && err != nil {
-		env.Logger.Info("stopped by signal")
+		env.Logger.InfoContext(ctx, "stopped by signal")
 		return code
 	}
 	if err != nil {
-		env.Logger.Error("exiting", "err", err, "exit_code", code)
+		env.Logger.ErrorContext(ctx, "exiting", "err", err, "exit_code", code)
 	}
 	return code
 }

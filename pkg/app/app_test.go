@@ -55,8 +55,8 @@ func TestExec(t *testing.T) {
 		{
 			name: "ok",
 			run: func(ctx context.Context, env app.Env) error {
-				env.Logger.Debug("hidden debug")
-				env.Logger.Info("visible info")
+				env.Logger.DebugContext(ctx, "hidden debug")
+				env.Logger.InfoContext(ctx, "visible info")
 				return nil
 			},
 			want:     app.ExitOK,
@@ -67,7 +67,7 @@ func TestExec(t *testing.T) {
 			name:  "debug level from env",
 			level: "DEBUG",
 			run: func(ctx context.Context, env app.Env) error {
-				env.Logger.Debug("now visible")
+				env.Logger.DebugContext(ctx, "now visible")
 				return nil
 			},
 			want:     app.ExitOK,
@@ -77,7 +77,7 @@ func TestExec(t *testing.T) {
 			name:  "error level hides warnings",
 			level: "error",
 			run: func(ctx context.Context, env app.Env) error {
-				env.Logger.Warn("quiet warning")
+				env.Logger.WarnContext(ctx, "quiet warning")
 				return errors.New("boom")
 			},
 			want:     app.ExitError,

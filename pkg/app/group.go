@@ -60,7 +60,7 @@ func Run(ctx context.Context, log *slog.Logger, actors ...Actor) error {
 		runCtx, cancel := context.WithCancel(base)
 		cancels[i] = cancel
 		finished[i] = make(chan struct{})
-		log.Info("starting actor", "actor", a.Name)
+		log.InfoContext(ctx, "starting actor", "actor", a.Name)
 		go func() {
 			err := a.Run(runCtx)
 			runErrs[i] = err // read only after finished[i] is closed
@@ -78,20 +78,20 @@ func Run(ctx context.Context, log *slog.Logger, actors ...Actor) error {
 	cause := -1
 	select {
 	case <-ctx.Done():
-		log.Info("stopping actors", "reason", context.Cause(ctx))
+		log.InfoContext(ctx, "stopping actors", "reason", context.Cause(ctx))
 	case r := <-done:
 		cause = r.idx
 		a := actors[r.idx]
 		if r.err != nil {
 			errs = append(errs, fmt.Errorf("running %s: %w", a.Name, r.err))
-			log.Error("actor failed, stopping the others", "actor", a.Name, "err", r.err)
+			log.ErrorContext(ctx, "actor failed, stopping the others", "actor", a.Name, "err", r.err)
 		} else {
-			log.Info("actor returned, stopping the others", "actor", a.Name)
+			log.InfoContext(ctx, "actor returned, stopping the others", "actor", a.Name)
 		}
 	}
 
 	for i := len(actors) - 1; i >= 0; i-- {
-		if err := stopActor(log, actors[i], cancels[i], finished[i]); err != nil {
+		if err := stopActor(base, log, actors[i], cancels[i], finished[i]); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -111,20 +111,22 @@ func Run(ctx context.Context, log *slog.Logger, actors ...Actor) error {
 
 // stopActor stops one actor within its deadline and reports Stop errors and a Run that did not
 // return in time.
-func stopActor(log *slog.Logger, a Actor, cancel context.CancelFunc, finished <-chan struct{}) error {
+// ctx must not be cancelled by the shutdown itself (Run passes the detached base context): the
+// deadline comes from the actor's StopTimeout.
+func stopActor(ctx context.Context, log *slog.Logger, a Actor, cancel context.CancelFunc, finished <-chan struct{}) error {
 	timeout := a.StopTimeout
 	if timeout <= 0 {
 		timeout = DefaultStopTimeout
 	}
-	stopCtx, stopCancel := context.WithTimeout(context.Background(), timeout)
+	stopCtx, stopCancel := context.WithTimeout(ctx, timeout)
 	defer stopCancel()
 
-	log.Info("stopping actor", "actor", a.Name, "timeout", timeout)
+	log.InfoContext(ctx, "stopping actor", "actor", a.Name, "timeout", timeout)
 	var stopErr error
 	if a.Stop != nil {
 		if err := a.Stop(stopCtx); err != nil {
 			stopErr = fmt.Errorf("stopping %s: %w", a.Name, err)
-			log.Error("stopping actor", "actor", a.Name, "err", err)
+			log.ErrorContext(ctx, "stopping actor", "actor", a.Name, "err", err)
 		}
 	} else {
 		cancel()
@@ -135,6 +137,6 @@ func stopActor(log *slog.Logger, a Actor, cancel context.CancelFunc, finished <-
 	case <-stopCtx.Done():
 	}
 	cancel()
-	log.Error("actor did not stop within its deadline, abandoning it", "actor", a.Name, "timeout", timeout)
+	log.ErrorContext(ctx, "actor did not stop within its deadline, abandoning it", "actor", a.Name, "timeout", timeout)
 	return errors.Join(stopErr, fmt.Errorf("stopping %s: %w", a.Name, context.DeadlineExceeded))
 }

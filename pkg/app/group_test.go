@@ -3,7 +3,6 @@ package app_test
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"slices"
 	"sync"
@@ -54,7 +53,7 @@ func blocking(name string, rec *recorder, stopErr error) app.Actor {
 	}
 }
 
-func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func TestRunStopsInReverseOrder(t *testing.T) {
 	boom := errors.New("boom")

@@ -16,7 +16,7 @@ func ExampleOpen() {
 	if err != nil {
 		panic(err)
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 	ctx := context.Background()
 
 	store, err := blob.Open(ctx, "file://"+dir)
@@ -32,7 +32,7 @@ func ExampleOpen() {
 	if err != nil {
 		panic(err)
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }()
 	b, _ := io.ReadAll(rc)
 	fmt.Printf("%q\n", b)
 

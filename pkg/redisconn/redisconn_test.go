@@ -118,7 +118,7 @@ func TestNewPicksTopology(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer c.Close()
+			defer func() { _ = c.Close() }()
 			if _, ok := c.(*redis.ClusterClient); ok != tt.isClustr {
 				t.Errorf("client is %T, cluster = %v", c, tt.isClustr)
 			}
@@ -144,7 +144,7 @@ func TestPingAndTracing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 
 	// when the readiness check runs and a missing key is read
 	if err := redisconn.Ping(c)(t.Context()); err != nil {

@@ -138,7 +138,7 @@ func Setup(ctx context.Context, serviceName string, log *slog.Logger, opts ...Op
 		otel.SetTracerProvider(tp)
 		otel.SetTextMapPropagator(p.Propagator)
 		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
-			log.Warn("opentelemetry error", "err", err)
+			log.WarnContext(ctx, "opentelemetry error", "err", err)
 		}))
 	}
 	shutdown := func(ctx context.Context) error {

@@ -248,7 +248,7 @@ func readHeaders(t *testing.T, path string) thread.Headers {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	msg, err := mail.ReadMessage(f)
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)

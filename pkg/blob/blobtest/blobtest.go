@@ -230,7 +230,7 @@ func read(t *testing.T, s blob.Store, ref string) []byte {
 	if err != nil {
 		t.Fatalf("Get(%q): %v", ref, err)
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }()
 	b, err := io.ReadAll(rc)
 	if err != nil {
 		t.Fatal(err)

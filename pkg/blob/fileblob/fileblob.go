@@ -165,7 +165,7 @@ func syncDir(dir string) error {
 	if err != nil {
 		return fmt.Errorf("opening blob directory for sync: %w", err)
 	}
-	defer d.Close()
+	defer func() { _ = d.Close() }()
 	if err := d.Sync(); err != nil {
 		return fmt.Errorf("syncing blob directory: %w", err)
 	}

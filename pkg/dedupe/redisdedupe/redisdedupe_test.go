@@ -26,7 +26,7 @@ func TestKeysAndExpiry(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			mr := miniredis.RunT(t)
 			client := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-			defer client.Close()
+			defer func() { _ = client.Close() }()
 			s := redisdedupe.New(client, tt.opts...)
 
 			first, err := s.MarkSeen(t.Context(), "abc", tt.ttl)
@@ -51,7 +51,7 @@ func TestRedisDownIsNotKnown(t *testing.T) {
 	// given a store whose Redis is gone
 	mr := miniredis.RunT(t)
 	client := redis.NewClient(&redis.Options{Addr: mr.Addr(), MaxRetries: -1})
-	defer client.Close()
+	defer func() { _ = client.Close() }()
 	s := redisdedupe.New(client)
 	mr.Close()
 	// when a key is marked

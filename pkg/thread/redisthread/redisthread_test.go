@@ -62,7 +62,7 @@ func contract(t *testing.T, client redis.UniversalClient, prefix string) {
 func TestMiniredis(t *testing.T) {
 	mr := miniredis.RunT(t)
 	client := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-	defer client.Close()
+	defer func() { _ = client.Close() }()
 	contract(t, client, "t:")
 	if ttl := mr.TTL("t:p@x"); ttl != time.Hour {
 		t.Errorf("TTL = %v, want 1h", ttl)
@@ -79,7 +79,7 @@ func TestNewValidates(t *testing.T) {
 		t.Error("New(nil) succeeded")
 	}
 	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
-	defer client.Close()
+	defer func() { _ = client.Close() }()
 	if _, err := redisthread.New(client, redisthread.WithTTL(0)); err == nil {
 		t.Error("New with zero ttl succeeded")
 	}
