@@ -101,6 +101,16 @@ func fieldNameByte(c byte) bool { return c >= 33 && c <= 126 && c != ':' }
 // (and is warned about); an empty line or the end of b ends the block. body is the offset just
 // after the empty line (len(b) when there is none).
 func scanHeaders(b []byte) (fields []field, body int, warns []Warning) {
+	// Continuation pieces of the last field are collected and joined once: a folded header of
+	// thousands of lines (seen: a 135 KB To) must not cost quadratic copying.
+	var pieces []string
+	finish := func() {
+		if n := len(fields); n > 0 && len(pieces) > 0 {
+			fields[n-1].raw = strings.Join(append([]string{fields[n-1].raw}, pieces...), " ")
+			fields[n-1].raw = strings.TrimSpace(fields[n-1].raw)
+		}
+		pieces = pieces[:0]
+	}
 	pos := 0
 	for pos < len(b) {
 		line, rest := cutLine(b[pos:])
@@ -111,13 +121,12 @@ func scanHeaders(b []byte) (fields []field, body int, warns []Warning) {
 			pos = len(b) - len(rest)
 		}
 		if len(line) == 0 {
+			finish()
 			return fields, pos, warns
 		}
 		if line[0] == ' ' || line[0] == '\t' {
-			if n := len(fields); n > 0 {
-				if t := strings.TrimSpace(string(line)); t != "" {
-					fields[n-1].raw = joinFolded(fields[n-1].raw, t)
-				}
+			if t := strings.TrimSpace(string(line)); t != "" && len(fields) > 0 {
+				pieces = append(pieces, t)
 			}
 			continue
 		}
@@ -131,14 +140,16 @@ func scanHeaders(b []byte) (fields []field, body int, warns []Warning) {
 				warns = append(warns, Warning{Name: WarnHeaderMalformed, Detail: fmt.Sprintf("header name %q has invalid characters; line dropped", truncate([]byte(name), 60))})
 				continue
 			}
+			finish()
 			fields = append(fields, field{name: name, raw: strings.TrimSpace(string(line[colon+1:])), off: lineOff})
 		default:
-			if n := len(fields); n > 0 {
-				fields[n-1].raw = joinFolded(fields[n-1].raw, strings.TrimSpace(string(line)))
+			if t := strings.TrimSpace(string(line)); len(fields) > 0 {
+				pieces = append(pieces, t)
 			}
 			warns = append(warns, Warning{Name: WarnHeaderMalformed, Detail: fmt.Sprintf("header line %q has no colon; read as a continuation", truncate(line, 60))})
 		}
 	}
+	finish()
 	return fields, len(b), warns
 }
 
@@ -153,13 +164,6 @@ func validFieldName(name string) bool {
 		}
 	}
 	return true
-}
-
-func joinFolded(a, b string) string {
-	if a == "" {
-		return b
-	}
-	return a + " " + b
 }
 
 func truncate(b []byte, n int) []byte {
