@@ -8,19 +8,15 @@
 package crmtest
 
 import (
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mailpipe/mailpipe/pkg/webhooksig"
 )
 
 // DefaultTolerance is how far a webhook-timestamp may be from the server's clock, as the
@@ -49,9 +45,9 @@ type serverOptionFunc func(*Server)
 
 func (f serverOptionFunc) apply(s *Server) { f(s) }
 
-// WithSecrets sets the secrets ("whsec_<base64>") the server accepts signatures from; a request
-// verifies when any of its signatures matches any secret. The default is one random secret,
-// returned by Secret.
+// WithSecrets sets the secrets ("whsec_<base64>", 24 to 64 byte keys) the server accepts
+// signatures from; a request verifies when any of its signatures matches any secret. The default
+// is one random secret, returned by Secret. Verification is pkg/webhooksig's.
 func WithSecrets(secrets ...string) ServerOption {
 	return serverOptionFunc(func(s *Server) { s.secrets = secrets })
 }
@@ -76,7 +72,7 @@ type fault struct {
 type Server struct {
 	srv       *httptest.Server
 	secrets   []string
-	keys      [][]byte
+	verifier  *webhooksig.Verifier
 	tolerance time.Duration
 	now       func() time.Time
 
@@ -99,12 +95,13 @@ func NewServer(t testing.TB, opts ...ServerOption) *Server {
 	if len(s.secrets) == 0 {
 		s.secrets = []string{NewSecret()}
 	}
-	for _, sec := range s.secrets {
-		key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(sec, "whsec_"))
-		if err != nil {
-			t.Fatalf("crmtest: secret %q is not whsec_<base64>: %v", sec, err)
-		}
-		s.keys = append(s.keys, key)
+	secrets, err := webhooksig.ParseSecrets(s.secrets)
+	if err != nil {
+		t.Fatalf("crmtest: %v", err)
+	}
+	s.verifier, err = webhooksig.NewVerifier(secrets, webhooksig.WithTolerance(s.tolerance), webhooksig.WithClock(s.now))
+	if err != nil {
+		t.Fatalf("crmtest: %v", err)
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.srv.Close)
@@ -113,9 +110,12 @@ func NewServer(t testing.TB, opts ...ServerOption) *Server {
 
 // NewSecret returns a random 32-byte secret as "whsec_<base64>".
 func NewSecret() string {
-	key := make([]byte, 32)
-	_, _ = rand.Read(key) // crypto/rand.Read never fails (Go 1.24+).
-	return "whsec_" + base64.StdEncoding.EncodeToString(key)
+	sec, err := webhooksig.GenerateSecret()
+	if err != nil {
+		// crypto/rand does not fail on supported platforms (Go 1.24+ panics inside it instead).
+		panic(err)
+	}
+	return sec.Encode()
 }
 
 // URL returns the server's base URL; every path is accepted.
@@ -220,9 +220,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, http.StatusMethodNotAllowed, "POST only")
 		return
 	}
-	id := r.Header.Get("webhook-id")
-	if reason := s.verify(id, r.Header.Get("webhook-timestamp"), r.Header.Get("webhook-signature"), body); reason != "" {
-		s.reject(w, http.StatusUnauthorized, reason)
+	id := r.Header.Get(webhooksig.HeaderID)
+	if err := s.verifier.VerifyHeader(r.Header, body); err != nil {
+		s.reject(w, http.StatusUnauthorized, err.Error())
 		return
 	}
 	var payload struct {
@@ -271,39 +271,6 @@ func (s *Server) reject(w http.ResponseWriter, status int, reason string) {
 	s.rejected++
 	s.mu.Unlock()
 	http.Error(w, reason, status)
-}
-
-// verify checks a Standard Webhooks signature. It is written independently of the connector's
-// signer on purpose, so a bug in one is not mirrored in the other; it returns the reason for a
-// rejection, or "".
-func (s *Server) verify(id, ts, sigs string, body []byte) string {
-	if id == "" || ts == "" || sigs == "" {
-		return "missing webhook-id, webhook-timestamp or webhook-signature"
-	}
-	sec, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil {
-		return "webhook-timestamp is not integer seconds"
-	}
-	if d := s.now().Sub(time.Unix(sec, 0)); d > s.tolerance || d < -s.tolerance {
-		return "webhook-timestamp outside the tolerance"
-	}
-	content := []byte(id + "." + ts + "." + string(body))
-	for _, key := range s.keys {
-		mac := hmac.New(sha256.New, key)
-		mac.Write(content)
-		want := mac.Sum(nil)
-		for _, sig := range strings.Fields(sigs) {
-			version, b64, ok := strings.Cut(sig, ",")
-			if !ok || version != "v1" {
-				continue
-			}
-			got, err := base64.StdEncoding.DecodeString(b64)
-			if err == nil && hmac.Equal(got, want) {
-				return ""
-			}
-		}
-	}
-	return "no valid signature"
 }
 
 // maxBody bounds a request body; the connector's payloads are far smaller.

@@ -19,25 +19,19 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/mailpipe/mailpipe/pkg/crm"
+	"github.com/mailpipe/mailpipe/pkg/envconf"
 	"github.com/mailpipe/mailpipe/pkg/events"
 	"github.com/mailpipe/mailpipe/pkg/failure"
+	"github.com/mailpipe/mailpipe/pkg/webhooksig"
 )
 
 // Defaults of [Config].
 const (
 	DefaultName    = "webhook"
 	DefaultTimeout = 10 * time.Second
-)
-
-// Header names of Standard Webhooks.
-const (
-	HeaderID        = "webhook-id"
-	HeaderTimestamp = "webhook-timestamp"
-	HeaderSignature = "webhook-signature"
 )
 
 // maxResponseBody bounds how much of a response the connector reads; only an error excerpt is
@@ -56,9 +50,10 @@ type Config struct {
 	// URL receives the POST requests; http or https. Required. Redirects are not followed, so a
 	// signed request never goes anywhere but here.
 	URL string `env:"URL" usage:"URL the signed webhook is POSTed to"`
-	// Secrets sign every request, each "whsec_<base64>" of at least 16 bytes. Every secret
-	// signs (one signature each), so during a rotation list the new and the old secret until
-	// every receiver has the new one. At least one is required.
+	// Secrets sign every request, each "whsec_<base64>" of a 24 to 64 byte key (see
+	// webhooksig.ParseSecret). Every secret signs (one signature each), so during a rotation
+	// list the new and the old secret until every receiver has the new one. At least one is
+	// required.
 	Secrets []string `env:"SECRETS" usage:"signing secrets, whsec_<base64>, comma-separated; all sign"`
 	// Timeout bounds one request, response included; default 10s.
 	Timeout time.Duration `env:"TIMEOUT" default:"10s" usage:"timeout of one webhook request"`
@@ -74,11 +69,8 @@ func (c Config) Validate() error {
 	}
 	if len(c.Secrets) == 0 {
 		errs = append(errs, errors.New("secrets: at least one signing secret is required"))
-	}
-	for i, s := range c.Secrets {
-		if _, err := decodeSecret(s); err != nil {
-			errs = append(errs, fmt.Errorf("secrets[%d]: %w", i, err))
-		}
+	} else if _, err := webhooksig.ParseSecrets(c.Secrets); err != nil {
+		errs = append(errs, envconf.Prefix("secrets", err))
 	}
 	if c.Timeout < 0 {
 		errs = append(errs, errors.New("timeout must not be negative"))
@@ -114,7 +106,7 @@ type Connector struct {
 	name    string
 	url     string
 	safeURL string // URL without userinfo and query, for error texts and logs
-	keys    [][]byte
+	secrets []webhooksig.Secret
 	timeout time.Duration
 	client  *http.Client
 	now     func() time.Time
@@ -152,10 +144,7 @@ func New(cfg Config, log *slog.Logger, opts ...Option) (*Connector, error) {
 	}
 	u, _ := url.Parse(cfg.URL) // validated above
 	c.safeURL = (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
-	for _, s := range cfg.Secrets {
-		key, _ := decodeSecret(s) // validated above
-		c.keys = append(c.keys, key)
-	}
+	c.secrets, _ = webhooksig.ParseSecrets(cfg.Secrets) // validated above
 	c.log = log.With(slog.String("target", c.name))
 	return c, nil
 }
@@ -181,12 +170,13 @@ func (c *Connector) Upsert(ctx context.Context, rec *events.Enriched) (crm.Resul
 	if err != nil {
 		return crm.Result{}, failure.Wrap(failure.Internal, fmt.Errorf("building webhook request: %w", err))
 	}
-	ts := c.now().Unix()
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "mailpipe-crm-sink")
-	req.Header.Set(HeaderID, id)
-	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
-	req.Header.Set(HeaderSignature, sign(c.keys, id, ts, body))
+	if err := webhooksig.SetHeaders(req.Header, id, c.now(), body, c.secrets...); err != nil {
+		// The secrets were validated, so only an unusable id (dots, spaces) gets here; the
+		// same record would fail the same way.
+		return crm.Result{}, failure.Wrap(failure.Schema, fmt.Errorf("signing webhook %s: %w", id, err))
+	}
 
 	result := crm.Result{Attempts: 1}
 	resp, err := c.client.Do(req)

@@ -20,6 +20,7 @@ import (
 	"github.com/mailpipe/mailpipe/pkg/events"
 	"github.com/mailpipe/mailpipe/pkg/events/eventstest"
 	"github.com/mailpipe/mailpipe/pkg/failure"
+	"github.com/mailpipe/mailpipe/pkg/webhooksig"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden.json")
@@ -66,7 +67,7 @@ func TestDeliveryHeadersAndBody(t *testing.T) {
 	if !ok {
 		t.Fatalf("no delivery with webhook-id = external id %s; got %+v", id, srvNow.Deliveries())
 	}
-	if got := d.Header.Get(webhook.HeaderTimestamp); got != "1795431600" {
+	if got := d.Header.Get(webhooksig.HeaderTimestamp); got != "1795431600" {
 		t.Errorf("webhook-timestamp = %q, want the clock's unix seconds", got)
 	}
 	if ct := d.Header.Get("Content-Type"); ct != "application/json" {
@@ -170,7 +171,7 @@ func TestSecretRotationSignsWithEverySecret(t *testing.T) {
 				t.Fatal(err)
 			}
 			d := srv.Deliveries()[0]
-			if n := len(strings.Fields(d.Header.Get(webhook.HeaderSignature))); n != 2 {
+			if n := len(strings.Fields(d.Header.Get(webhooksig.HeaderSignature))); n != 2 {
 				t.Errorf("signatures = %d, want one per secret", n)
 			}
 		})
@@ -275,7 +276,8 @@ func TestConfigValidate(t *testing.T) {
 		{"empty", webhook.Config{}, []string{"url is required", "at least one signing secret"}},
 		{"relative url", webhook.Config{URL: "/x", Secrets: []string{good}}, []string{"absolute http or https"}},
 		{"ftp url", webhook.Config{URL: "ftp://x/y", Secrets: []string{good}}, []string{"absolute http or https"}},
-		{"bad second secret", webhook.Config{URL: "http://x", Secrets: []string{good, "whsec_nope!"}}, []string{"secrets[1]"}},
+		{"bad second secret", webhook.Config{URL: "http://x", Secrets: []string{good, "whsec_nope!"}}, []string{"secrets: secret 2"}},
+		{"short key", webhook.Config{URL: "http://x", Secrets: []string{"whsec_c2hvcnQ="}}, []string{"secrets: secret 1"}},
 		{"negative timeout", webhook.Config{URL: "http://x", Secrets: []string{good}, Timeout: -1}, []string{"timeout must not be negative"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
