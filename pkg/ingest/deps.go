@@ -30,7 +30,7 @@ func (in *Ingester) dropBlob(ctx context.Context, ref string) {
 		return
 	}
 	// The attempt's ctx may be what failed (deadline); cleaning up must not depend on it.
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 	defer cancel()
 	if err := d.Delete(dctx, ref); err != nil {
 		in.log.WarnContext(ctx, "could not delete blob of an unrecorded message", slog.String("ref", ref), slog.String("error", err.Error()))
@@ -44,6 +44,13 @@ type Deduper interface {
 	dedupe.Store
 	dedupe.Forgetter
 }
+
+// inflightMargin is added to the in-flight key's lifetime to cover settle, which runs after
+// Accept's deadline (blob delete, two Forgets), each with its own bound (releaseTimeout).
+const inflightMargin = 4 * releaseTimeout
+
+// releaseTimeout bounds each cleanup call made after an attempt (Forget, blob Delete).
+const releaseTimeout = 5 * time.Second
 
 // retryGuard is one delivery's hold on the retry-dedupe keys. The zero value holds nothing.
 //
@@ -61,7 +68,9 @@ type retryGuard struct {
 // Store errors mean "not known": the delivery proceeds unguarded.
 func (in *Ingester) claim(ctx context.Context, key string) (g retryGuard, duplicate bool, err error) {
 	inflight := key + ":inflight"
-	first, err := in.dedupe.MarkSeen(ctx, inflight, in.cfg.AcceptTimeout)
+	// Accept runs at most AcceptTimeout; the margin covers settling after that deadline, so
+	// the in-flight key never expires while its attempt can still change the outcome.
+	first, err := in.dedupe.MarkSeen(ctx, inflight, in.cfg.AcceptTimeout+inflightMargin)
 	if err != nil {
 		in.log.WarnContext(ctx, "retry dedupe unavailable, recording anyway", slog.String("error", err.Error()))
 		return retryGuard{}, false, nil
@@ -104,7 +113,7 @@ func (in *Ingester) settle(ctx context.Context, g retryGuard, recorded bool) {
 func (in *Ingester) release(ctx context.Context, key string) bool {
 	// The attempt's ctx may be what failed (deadline); releasing must not depend on it, but
 	// it must stay bounded.
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 	defer cancel()
 	if err := in.dedupe.Forget(fctx, key); err != nil {
 		in.log.WarnContext(ctx, "could not release retry-dedupe key", slog.String("dedupe_key", key), slog.String("error", err.Error()))

@@ -69,8 +69,7 @@ const (
 	// retry after a lost 250/202. Retries after a lost reply come within minutes; a longer TTL
 	// only costs Redis memory.
 	DefaultDedupeTTL = 15 * time.Minute
-	// DefaultAcceptTimeout bounds how long one delivery attempt holds its retry-dedupe
-	// in-flight key; keep it at least the front-ends' accept timeouts.
+	// DefaultAcceptTimeout bounds one Accept call, above the front-ends' own 30 s defaults.
 	DefaultAcceptTimeout = time.Minute
 )
 
@@ -89,10 +88,12 @@ type Config struct {
 	MaxInlineBytes int64 `env:"MAX_INLINE_BYTES" default:"921600" usage:"largest message carried inline without a blob store"`
 	// DedupeTTL is how long a retry is recognised (only with Options.Dedupe). Default 15m.
 	DedupeTTL time.Duration `env:"DEDUPE_TTL" default:"15m" usage:"how long a client retry of the same message is dropped"`
-	// AcceptTimeout is the longest one Accept call is expected to run. A crashed attempt's
-	// in-flight retry-dedupe key expires after it, so retries get ErrInFlight at most that long.
-	// Keep it at least the front-ends' accept timeouts. Default 1m.
-	AcceptTimeout time.Duration `env:"ACCEPT_TIMEOUT" default:"1m" usage:"longest expected Accept; bounds retry-dedupe in-flight keys"`
+	// AcceptTimeout bounds one Accept call (Accept applies it to its ctx). It is also the
+	// lifetime of a retry-dedupe in-flight key (plus a small margin), so after a crash retries
+	// get ErrInFlight at most that long; bounding Accept by it guarantees no in-flight key
+	// expires while its attempt still runs. Front-ends normally set a shorter deadline of their
+	// own. Default 1m.
+	AcceptTimeout time.Duration `env:"ACCEPT_TIMEOUT" default:"1m" usage:"upper bound of recording one message; also the retry-dedupe in-flight key lifetime"`
 	// Topic the records are written to. Default kafka.TopicRaw. Values are always encoded
 	// with the mail.raw.v1 schema; override only to isolate an environment or a test.
 	Topic string `env:"TOPIC" default:"mail.raw.v1" usage:"topic accepted mail is written to"`
@@ -284,6 +285,8 @@ func (in *Ingester) Resolve(rcpt string) (Route, bool) {
 // env.RcptTo is normalised (lower-cased, duplicates removed) before it is recorded;
 // env.Source, ClientIP, Helo and TLS are recorded as given. raw is not modified or retained.
 func (in *Ingester) Accept(ctx context.Context, env events.Envelope, raw []byte) (Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, in.cfg.AcceptTimeout)
+	defer cancel()
 	if len(raw) == 0 {
 		return Result{}, fmt.Errorf("%w: empty message", ErrInvalid)
 	}

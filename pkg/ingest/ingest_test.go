@@ -678,3 +678,23 @@ func TestAcceptClaimCheckWithFileBlobStore(t *testing.T) {
 		})
 	}
 }
+
+// ctxProducer waits for its ctx like a client whose broker never acknowledges.
+type ctxProducer struct{}
+
+func (ctxProducer) ProduceSync(ctx context.Context, rs ...*kgo.Record) kgo.ProduceResults {
+	<-ctx.Done()
+	return kgo.ProduceResults{{Record: rs[0], Err: ctx.Err()}}
+}
+
+func TestAcceptIsBoundedByAcceptTimeout(t *testing.T) {
+	in := newIngester(t, ingest.Config{AcceptTimeout: 50 * time.Millisecond}, ingest.Options{Producer: ctxProducer{}})
+	start := time.Now()
+	_, err := in.Accept(t.Context(), smtpEnv("a@in.example.com"), plain)
+	if !errors.Is(err, context.DeadlineExceeded) || !matchErr(err, errTemporary) {
+		t.Errorf("Accept() error = %v, want a temporary deadline error", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Accept took %s with a 50ms accept timeout", d)
+	}
+}
