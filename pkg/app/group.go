@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 )
 
@@ -139,4 +140,30 @@ func stopActor(ctx context.Context, log *slog.Logger, a Actor, cancel context.Ca
 	cancel()
 	log.ErrorContext(ctx, "actor did not stop within its deadline, abandoning it", "actor", a.Name, "timeout", timeout)
 	return errors.Join(stopErr, fmt.Errorf("stopping %s: %w", a.Name, context.DeadlineExceeded))
+}
+
+// Hold returns an actor that holds a resource for the life of the process: its Run waits until
+// Stop, and Stop calls release once. Start it before the actors that use the resource, so it
+// is stopped after them.
+func Hold(name string, release func(ctx context.Context) error) Actor {
+	done := make(chan struct{})
+	var once sync.Once
+	return Actor{
+		Name: name,
+		Run: func(ctx context.Context) error {
+			select {
+			case <-done:
+			case <-ctx.Done():
+			}
+			return nil
+		},
+		Stop: func(ctx context.Context) error {
+			var err error
+			once.Do(func() {
+				err = release(ctx)
+				close(done)
+			})
+			return err
+		},
+	}
 }

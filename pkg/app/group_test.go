@@ -207,3 +207,37 @@ func TestRunNoActors(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestHoldReleasesOnceAfterUsers(t *testing.T) {
+	var order []string
+	var mu sync.Mutex
+	record := func(s string) {
+		mu.Lock()
+		defer mu.Unlock()
+		order = append(order, s)
+	}
+	releases := 0
+	held := app.Hold("resource", func(context.Context) error {
+		releases++
+		record("release")
+		return nil
+	})
+	stopped := make(chan struct{})
+	user := app.Actor{
+		Name: "user",
+		Run:  func(context.Context) error { <-stopped; return nil },
+		Stop: func(context.Context) error { record("user stopped"); close(stopped); return nil },
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
+	if err := app.Run(ctx, slog.New(slog.DiscardHandler), held, user); err != nil {
+		t.Fatal(err)
+	}
+	_ = held.Stop(t.Context()) // a second Stop must not release again
+	if releases != 1 {
+		t.Fatalf("released %d times, want 1", releases)
+	}
+	if len(order) != 2 || order[0] != "user stopped" || order[1] != "release" {
+		t.Fatalf("order %v, want the user stopped before the resource is released", order)
+	}
+}
