@@ -2,20 +2,28 @@ package ingest_test
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/mailpipe/mailpipe/pkg/dedupe/redisdedupe"
 	"github.com/mailpipe/mailpipe/pkg/events"
 	"github.com/mailpipe/mailpipe/pkg/ingest"
+	"github.com/mailpipe/mailpipe/pkg/ingest/httpd"
 	"github.com/mailpipe/mailpipe/pkg/ingest/smtpd"
 	"github.com/mailpipe/mailpipe/pkg/kafka"
 	"github.com/mailpipe/mailpipe/pkg/kafka/kafkatest"
+	"github.com/mailpipe/mailpipe/pkg/redisconn/redistest"
+	"github.com/mailpipe/mailpipe/pkg/thread/redisthread"
 )
 
 // TestIntegrationSMTPToKafka sends a three-message conversation over SMTP to a server backed by
@@ -134,5 +142,79 @@ func TestIntegrationSMTPToKafka(t *testing.T) {
 		if r.Partition != recs[0].Partition {
 			t.Errorf("record %d on partition %d, record 0 on %d: one conversation must stay on one partition", i, r.Partition, recs[0].Partition)
 		}
+	}
+}
+
+// TestIntegrationHTTPRetryIsDeduped posts one message twice over HTTP, as a client does after
+// losing the first 202, with retry dedupe and the thread index on the real Redis
+// ($MAILPIPE_TEST_REDIS_URL): the retry is answered 202 as a duplicate and the real broker holds
+// exactly one record.
+func TestIntegrationHTTPRetryIsDeduped(t *testing.T) {
+	brokers := kafkatest.Brokers(t)
+	rdb, prefix := redistest.Client(t)
+	topic := kafkatest.TopicName(t, "mail.raw")
+	kafkatest.CreateTopic(t, brokers, topic, 3)
+
+	log := slog.New(slog.DiscardHandler)
+	prod, err := kafka.NewProducer(kafka.Config{Brokers: brokers}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	idx, err := redisthread.New(rdb, redisthread.WithPrefix(prefix+"thread:"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := newIngester(t, ingest.Config{Topic: topic}, ingest.Options{
+		Producer: prod, Logger: log, Now: time.Now, ThreadIndex: idx,
+		Dedupe: redisdedupe.New(rdb, redisdedupe.WithPrefix(prefix+"dedupe:")),
+	})
+	h, err := httpd.New(httpd.Config{APIKeySHA256: []string{httpd.HashKey("k")}}, in, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+
+	post := func() (int, map[string]any) {
+		t.Helper()
+		body := "From: ann@example.org\r\nMessage-ID: <q1@example.org>\r\nIn-Reply-To: <root@example.org>\r\n\r\nHi\r\n"
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost,
+			srv.URL+httpd.Path+"?mail_from=ann@example.org&rcpt_to=support@in.example.com", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer k")
+		res, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = res.Body.Close() }()
+		var out map[string]any
+		_ = json.NewDecoder(res.Body).Decode(&out)
+		return res.StatusCode, out
+	}
+
+	// given a message recorded once
+	status, first := post()
+	if status != http.StatusAccepted || first["id"] == "" || first["thread_key"] != "root@example.org" {
+		t.Fatalf("first post: %d %v", status, first)
+	}
+	// when the client posts it again
+	status, again := post()
+	// then the retry is acknowledged as a duplicate
+	if status != http.StatusAccepted || again["duplicate"] != true || again["thread_key"] != "root@example.org" {
+		t.Errorf("retry: %d %v, want 202 duplicate", status, again)
+	}
+	// and the broker holds exactly one record (a marker record written after the retry bounds
+	// the read, so a second copy could not hide behind the consume timeout)
+	kafkatest.Produce(t, brokers, &kgo.Record{Topic: topic, Key: []byte("root@example.org"), Value: []byte("marker")})
+	recs := kafkatest.ConsumeAll(t, brokers, topic, 2, 30*time.Second)
+	if len(recs) != 2 || string(recs[1].Value) != "marker" {
+		t.Errorf("topic holds %d records before the marker, want 1", len(recs)-1)
+	}
+	// and the thread index learned the reply
+	if key, found, err := idx.Lookup(t.Context(), "q1@example.org"); err != nil || !found || key != "root@example.org" {
+		t.Errorf("index[q1@example.org] = %q, %v, %v; want root@example.org", key, found, err)
 	}
 }
