@@ -45,18 +45,22 @@ const (
 // Environment variable names of [Config], relative to the prefix the service gives the section
 // (the ingress service reads them as MAILPIPE_HTTP_<NAME>).
 const (
-	EnvAPIKeySHA256   = "API_KEY_SHA256"
-	EnvMaxBodyBytes   = "MAX_BODY_BYTES"
-	EnvAcceptTimeout  = "ACCEPT_TIMEOUT"
-	EnvRetryAfter     = "RETRY_AFTER"
-	EnvMaxRecipients  = "MAX_RECIPIENTS"
-	DefaultMaxBody    = 25 << 20
-	DefaultAccept     = 30 * time.Second
-	DefaultRetryAfter = 30 * time.Second
-	DefaultMaxRcpts   = 100
+	EnvAPIKeySHA256  = "API_KEY_SHA256"
+	EnvMaxBodyBytes  = "MAX_BODY_BYTES"
+	EnvMaxRecipients = "MAX_RECIPIENTS"
+	EnvAcceptTimeout = "ACCEPT_TIMEOUT"
+	EnvRetryAfter    = "RETRY_AFTER"
 )
 
-// Config configures the handler. Zero fields take the defaults above.
+// Defaults of [Config].
+const (
+	DefaultMaxBodyBytes  = 25 << 20 // as smtpd's DefaultMaxMessageBytes
+	DefaultMaxRecipients = 100
+	DefaultAcceptTimeout = 30 * time.Second
+	DefaultRetryAfter    = 30 * time.Second
+)
+
+// Config configures the handler. Zero fields take the defaults.
 type Config struct {
 	// APIKeySHA256 are the accepted API keys, each as the lower- or upper-case hex SHA-256 of
 	// the key, so the configuration (ConfigMap, env dump) never holds a usable secret. Several
@@ -75,7 +79,12 @@ type Config struct {
 
 // DefaultConfig returns the defaults, with no API keys.
 func DefaultConfig() Config {
-	return Config{MaxBodyBytes: DefaultMaxBody, MaxRecipients: DefaultMaxRcpts, AcceptTimeout: DefaultAccept, RetryAfter: DefaultRetryAfter}
+	return Config{
+		MaxBodyBytes:  DefaultMaxBodyBytes,
+		MaxRecipients: DefaultMaxRecipients,
+		AcceptTimeout: DefaultAcceptTimeout,
+		RetryAfter:    DefaultRetryAfter,
+	}
 }
 
 func (c Config) withDefaults() Config {
