@@ -225,3 +225,10 @@ func domainForms(d string) (ascii, uni string) {
 	}
 	return a, strings.ToLower(u)
 }
+
+// NewAddress normalizes a bare address (an SMTP envelope path, "local@domain" with or without
+// angle brackets) and a display name the way Parse normalizes header mailboxes: lower case, the
+// domain in Unicode in Address and in Punycode in DomainASCII. ok is false for an empty address.
+func NewAddress(addr, name string) (a Address, ok bool) {
+	return normalizeMailbox(addr, name)
+}

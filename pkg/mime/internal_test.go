@@ -188,3 +188,21 @@ func TestScanHeaders(t *testing.T) {
 		t.Errorf("warnings = %+v, want 3 (colon first, bad name, no colon)", warns)
 	}
 }
+
+func TestNewAddress(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want Address
+		ok   bool
+	}{
+		{"Support+ACME@In.Example.COM", Address{"support+acme@in.example.com", "", "in.example.com"}, true},
+		{"<user@xn--bcher-kva.example>", Address{"user@bücher.example", "", "xn--bcher-kva.example"}, true},
+		{"postmaster", Address{"postmaster", "", ""}, true},
+		{"", Address{}, false},
+	} {
+		got, ok := NewAddress(tt.in, "")
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("NewAddress(%q) = %+v, %v; want %+v, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
+}

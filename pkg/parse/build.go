@@ -1,0 +1,215 @@
+package parse
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net/mail"
+	"net/textproto"
+	"unicode/utf8"
+
+	"github.com/mailpipe/mailpipe/pkg/events"
+	"github.com/mailpipe/mailpipe/pkg/mailid"
+	"github.com/mailpipe/mailpipe/pkg/mime"
+	"github.com/mailpipe/mailpipe/pkg/thread"
+)
+
+// Warning names this package adds to those of package mime.
+const (
+	WarnBodyTruncated   = "body_truncated"
+	WarnHeaderTruncated = "header_truncated"
+	WarnRawDigest       = "raw_digest_mismatch"
+)
+
+// build maps the parsed message onto the mail.parsed.v1 record.
+func (p *Parser) build(in *events.Raw, key, raw []byte, m *mime.Message, refs map[string]string) *events.Parsed {
+	out := &events.Parsed{
+		ID:          in.ID,
+		ThreadKey:   in.ThreadKey,
+		Tenant:      in.Tenant,
+		RouteID:     in.RouteID,
+		ReceivedAt:  in.ReceivedAt.UTC(),
+		ParsedAt:    p.opts.now().UTC(),
+		Envelope:    in.Envelope,
+		MessageID:   m.MessageID,
+		InReplyTo:   m.InReplyTo,
+		References:  m.References,
+		From:        address(m.From),
+		Sender:      address(m.Sender),
+		ReplyTo:     addresses(m.ReplyTo),
+		To:          addresses(m.To),
+		Cc:          addresses(m.Cc),
+		Subject:     m.Subject,
+		Date:        m.Date,
+		DateRaw:     m.DateRaw,
+		ParseStatus: string(m.Status),
+		RawSize:     in.Size,
+		RawSha256:   in.Sha256,
+		RawBlobRef:  in.RawBlobRef,
+	}
+	if out.ThreadKey == "" {
+		out.ThreadKey = string(key) // every stage keys by thread key; the record key is it
+	}
+	if out.MessageID == "" && in.MessageID != "" {
+		out.MessageID = in.MessageID
+	}
+	for _, w := range m.Warnings {
+		out.Warnings = append(out.Warnings, events.Warning{Name: w.Name, Detail: w.Detail, Severe: w.Severe})
+	}
+	warn := func(name, detail string, severe bool) {
+		out.Warnings = append(out.Warnings, events.Warning{Name: name, Detail: detail, Severe: severe})
+		if severe && out.ParseStatus == string(mime.StatusOK) {
+			out.ParseStatus = string(mime.StatusPartial)
+		}
+	}
+	sum := digest(raw)
+	if out.RawSize == 0 {
+		out.RawSize = int64(len(raw))
+	}
+	switch {
+	case out.RawSha256 == "":
+		out.RawSha256 = sum
+	case out.RawSha256 != sum:
+		warn(WarnRawDigest, fmt.Sprintf("raw message sha256 %s differs from %s recorded by ingress", sum, out.RawSha256), false)
+	}
+
+	out.Bcc = bcc(in.Envelope.RcptTo, m.To, m.Cc)
+	out.ExternalID = externalID(in, raw, m)
+
+	var cut bool
+	if out.Text, cut = truncate(m.Text, p.opts.maxBodySize); cut {
+		warn(WarnBodyTruncated, fmt.Sprintf("text body of %d bytes cut to %d", len(m.Text), len(out.Text)), true)
+	}
+	if out.HTML, cut = truncate(m.HTML, p.opts.maxBodySize); cut {
+		warn(WarnBodyTruncated, fmt.Sprintf("HTML body of %d bytes cut to %d", len(m.HTML), len(out.HTML)), true)
+	}
+	for _, h := range m.Headers {
+		v, cut := truncate(h.Value, p.opts.maxHeaderValue)
+		if cut {
+			warn(WarnHeaderTruncated, fmt.Sprintf("%s value of %d bytes cut to %d", h.Name, len(h.Value), len(v)), false)
+		}
+		out.Headers = append(out.Headers, events.Header{Name: h.Name, Value: v})
+	}
+	for _, a := range m.Attachments {
+		att := events.Attachment{
+			Filename:    a.Filename,
+			ContentType: a.ContentType,
+			SniffedType: a.SniffedType,
+			Size:        a.Size,
+			Sha256:      a.SHA256,
+			ContentID:   a.ContentID,
+			Inline:      a.Inline,
+		}
+		if ref, ok := refs[a.SHA256]; ok {
+			att.BlobRef = &ref
+		}
+		out.Attachments = append(out.Attachments, att)
+	}
+	return out
+}
+
+func address(a *mime.Address) *events.Address {
+	if a == nil {
+		return nil
+	}
+	return &events.Address{Address: a.Address, Name: a.Name, DomainASCII: a.DomainASCII}
+}
+
+func addresses(as []mime.Address) []events.Address {
+	if len(as) == 0 {
+		return nil
+	}
+	out := make([]events.Address, len(as))
+	for i, a := range as {
+		out[i] = events.Address{Address: a.Address, Name: a.Name, DomainASCII: a.DomainASCII}
+	}
+	return out
+}
+
+// bcc returns the envelope recipients that are in neither To nor Cc: the blind copies this
+// mailbox received. Addresses compare in both Unicode and Punycode form.
+func bcc(rcpts []string, to, cc []mime.Address) []events.Address {
+	listed := map[string]bool{}
+	for _, list := range [][]mime.Address{to, cc} {
+		for _, a := range list {
+			listed[a.Address] = true
+			if a.DomainASCII != "" {
+				listed[asciiForm(a)] = true
+			}
+		}
+	}
+	var out []events.Address
+	seen := map[string]bool{}
+	for _, r := range rcpts {
+		a, ok := mime.NewAddress(r, "")
+		if !ok || listed[a.Address] || listed[asciiForm(a)] || seen[a.Address] {
+			continue
+		}
+		seen[a.Address] = true
+		out = append(out, events.Address{Address: a.Address, DomainASCII: a.DomainASCII})
+	}
+	return out
+}
+
+func asciiForm(a mime.Address) string {
+	if d := a.Domain(); d != "" && a.DomainASCII != "" {
+		return a.Address[:len(a.Address)-len(d)] + a.DomainASCII
+	}
+	return a.Address
+}
+
+// externalID is mailid.ExternalID of the message's Message-ID and author (the From address, or
+// the envelope sender when the message has no From). A message without a Message-ID gets the
+// synthetic id ingress derived its thread key from (thread.SyntheticID over the same raw
+// header values and body digest), so the id is stable across redeliveries and stages.
+func externalID(in *events.Raw, raw []byte, m *mime.Message) string {
+	sender := in.Envelope.MailFrom
+	if m.From != nil && m.From.Address != "" {
+		sender = m.From.Address
+	}
+	msgID := m.MessageID
+	if msgID == "" {
+		msgID = in.MessageID
+	}
+	if msgID == "" {
+		msgID = syntheticID(raw)
+	}
+	return mailid.ExternalID(msgID, sender)
+}
+
+// syntheticID reproduces ingress's synthetic id for a message without a Message-ID: thread
+// headers read with net/textproto (as ingest does) and the hex SHA-256 of the bytes after the
+// first empty line. It is a copy of the few lines in pkg/ingest (unexported there); the two
+// must agree byte for byte.
+func syntheticID(raw []byte) string {
+	r := textproto.NewReader(bufio.NewReader(bytes.NewReader(raw)))
+	h, _ := r.ReadMIMEHeader() // partial headers on error, as ingress
+	return thread.SyntheticID(thread.FromMail(mail.Header(h), digest(bodyOf(raw))))
+}
+
+// bodyOf returns what follows the first empty line (CRLF or bare LF), or nil if there is none.
+func bodyOf(raw []byte) []byte {
+	for i := 0; i < len(raw); {
+		j := bytes.IndexByte(raw[i:], '\n')
+		if j < 0 {
+			return nil
+		}
+		line := raw[i : i+j]
+		i += j + 1
+		if len(line) == 0 || (len(line) == 1 && line[0] == '\r') {
+			return raw[i:]
+		}
+	}
+	return nil
+}
+
+// truncate cuts s to at most n bytes at a character boundary.
+func truncate(s string, n int) (string, bool) {
+	if len(s) <= n {
+		return s, false
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n-- // s is valid UTF-8: cut before the rune that n falls into
+	}
+	return s[:n], true
+}

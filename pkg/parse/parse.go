@@ -1,0 +1,266 @@
+// Package parse is the parser stage handler: it turns an events.Raw record from mail.raw.v1 into
+// an events.Parsed record on mail.parsed.v1, with package mime doing the MIME work.
+//
+// For each record [Parser.Handle]
+//
+//  1. decodes the events.Raw value (an undecodable value fails with class schema);
+//  2. takes the raw message from the record, or from the blob store when ingress put it there
+//     (claim check; the store must then implement [BlobGetter]);
+//  3. parses it with package mime, within the MIME-bomb limits; a message without a readable
+//     header block fails with class parse, any other problem becomes a warning on the record;
+//  4. stores every attachment in the blob store under "att/<sha256>" (content-addressed, so a
+//     redelivered record or a second message with the same file writes the same blob);
+//  5. writes one mail.parsed.v1 record with the input's key (the thread key) and headers (the
+//     trace context).
+//
+// Handle is safe for concurrent use and may be called again for the same record (retries,
+// redelivery after a rebalance): it has no effect besides idempotent blob writes.
+package parse
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/mailpipe/mailpipe/pkg/blob"
+	"github.com/mailpipe/mailpipe/pkg/events"
+	"github.com/mailpipe/mailpipe/pkg/failure"
+	"github.com/mailpipe/mailpipe/pkg/kafka"
+	"github.com/mailpipe/mailpipe/pkg/mime"
+	"github.com/mailpipe/mailpipe/pkg/serde"
+)
+
+// BlobStore stores attachment bytes. blob.Store implements it. Put must be idempotent for equal
+// keys and bytes and safe for concurrent use.
+type BlobStore interface {
+	Put(ctx context.Context, key string, r io.Reader) (ref string, err error)
+}
+
+// BlobGetter is the optional read capability of a BlobStore, found by type assertion: it is
+// needed only for raw messages ingress stored in the blob store (events.Raw.RawBlobRef).
+// blob.Store implements it. A missing blob must be reported with an error wrapping
+// fs.ErrNotExist (blob.ErrNotFound), a ref the store does not own with blob.ErrInvalidRef; both
+// fail the record with class parse, any other error is retried.
+type BlobGetter interface {
+	Get(ctx context.Context, ref string) (io.ReadCloser, error)
+}
+
+// AttachmentKeyPrefix starts the blob key of every attachment: "att/<hex sha256>".
+const AttachmentKeyPrefix = "att/"
+
+// Defaults of the options.
+const (
+	DefaultMaxRawSize     = 64 << 20
+	DefaultMaxBodySize    = 256 << 10
+	DefaultMaxHeaderValue = 16 << 10
+)
+
+// Option configures a [Parser].
+type Option interface{ apply(*options) }
+
+type optionFunc func(*options)
+
+func (f optionFunc) apply(o *options) { f(o) }
+
+type options struct {
+	now            func() time.Time
+	limits         mime.Limits
+	maxRawSize     int64
+	maxBodySize    int
+	maxHeaderValue int
+}
+
+func defaultOptions() options {
+	return options{
+		now:            time.Now,
+		limits:         mime.DefaultLimits(),
+		maxRawSize:     DefaultMaxRawSize,
+		maxBodySize:    DefaultMaxBodySize,
+		maxHeaderValue: DefaultMaxHeaderValue,
+	}
+}
+
+// WithClock sets the clock parsed_at is taken from (default time.Now), for tests.
+func WithClock(now func() time.Time) Option { return optionFunc(func(o *options) { o.now = now }) }
+
+// WithLimits sets the MIME-bomb limits (default mime.DefaultLimits); zero fields keep their
+// defaults, and a negative field is ignored (and logged) by [New].
+func WithLimits(l mime.Limits) Option { return optionFunc(func(o *options) { o.limits = l }) }
+
+// WithMaxRawSize bounds the raw message read from the blob store, in bytes (default 64 MiB); a
+// larger one fails with class parse. Inline raw messages are bounded by the record size already.
+func WithMaxRawSize(n int64) Option { return optionFunc(func(o *options) { o.maxRawSize = n }) }
+
+// WithMaxBodySize bounds the text and the HTML body on the record, in bytes each (default 256
+// KiB). Longer bodies are cut at a character boundary and the record gets a severe
+// body_truncated warning: mail.parsed.v1 records must stay below the broker's message size
+// limit (1 MiB by default). The full message stays available through raw_blob_ref or
+// mail.raw.v1.
+func WithMaxBodySize(n int) Option { return optionFunc(func(o *options) { o.maxBodySize = n }) }
+
+// WithMaxHeaderValue bounds each header value on the record, in bytes (default 16 KiB); longer
+// values are cut with a header_truncated warning. Addresses are read from the full values.
+func WithMaxHeaderValue(n int) Option { return optionFunc(func(o *options) { o.maxHeaderValue = n }) }
+
+// Parser is the parser stage handler. Build it with [New]; it is safe for concurrent use.
+type Parser struct {
+	codec  *serde.Codec
+	blobs  BlobStore
+	getter BlobGetter
+	mime   *mime.Parser
+	opts   options
+	log    *slog.Logger
+}
+
+// New returns a parser. codec and log are required. blobs may be nil: attachments are then not
+// stored (blob_ref is null) and raw messages held in the blob store cannot be read. Option
+// values that cannot work (a negative limit or size) are replaced by their defaults and logged
+// at error level, since the stage must still run; Validate-style checks belong to the service
+// config that feeds the options.
+func New(codec *serde.Codec, blobs BlobStore, log *slog.Logger, opts ...Option) *Parser {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	if o.now == nil {
+		o.now = time.Now
+	}
+	d := defaultOptions()
+	if o.maxRawSize <= 0 {
+		log.Error("parser: max raw size must be positive; using the default", slog.Int64("value", o.maxRawSize))
+		o.maxRawSize = d.maxRawSize
+	}
+	if o.maxBodySize <= 0 {
+		log.Error("parser: max body size must be positive; using the default", slog.Int("value", o.maxBodySize))
+		o.maxBodySize = d.maxBodySize
+	}
+	if o.maxHeaderValue <= 0 {
+		log.Error("parser: max header value must be positive; using the default", slog.Int("value", o.maxHeaderValue))
+		o.maxHeaderValue = d.maxHeaderValue
+	}
+	mp, err := mime.NewParser(mime.WithLimits(o.limits))
+	if err != nil {
+		log.Error("parser: invalid MIME limits; using the defaults", slog.Any("error", err))
+		mp, _ = mime.NewParser()
+		o.limits = mp.Limits()
+	}
+	p := &Parser{codec: codec, blobs: blobs, mime: mp, opts: o, log: log}
+	if g, ok := blobs.(BlobGetter); ok && blobs != nil {
+		p.getter = g
+	}
+	return p
+}
+
+// Handle is the stage.Handler of the parser service (see the package doc). Errors:
+// failure.Schema for an undecodable record; failure.Parse for a record without a message, a
+// message without a readable header block, a raw blob that is missing, too large or cannot be
+// read for lack of a blob store; failure.Internal for an output that cannot be encoded; blob
+// store I/O errors unclassified (retryable).
+func (p *Parser) Handle(ctx context.Context, rec *kgo.Record) ([]*kgo.Record, error) {
+	var in events.Raw
+	if err := p.codec.Decode(ctx, kafka.TopicRaw, rec.Value, &in); err != nil {
+		if ctx.Err() != nil {
+			// A registry lookup cut short by the attempt deadline says nothing about the record.
+			return nil, fmt.Errorf("decoding raw record: %w", errors.Join(err, ctx.Err()))
+		}
+		return nil, failure.Wrap(failure.Schema, fmt.Errorf("decoding raw record: %w", err))
+	}
+	raw, err := p.rawBytes(ctx, &in)
+	if err != nil {
+		return nil, err
+	}
+	m, err := p.mime.Parse(raw)
+	if err != nil {
+		return nil, failure.Wrap(failure.Parse, fmt.Errorf("parsing message %s: %w", in.ID, err))
+	}
+	refs, err := p.storeAttachments(ctx, in.ID, m.Attachments)
+	if err != nil {
+		return nil, err
+	}
+	out := p.build(&in, rec.Key, raw, m, refs)
+	v, err := p.codec.Encode(kafka.TopicParsed, out)
+	if err != nil {
+		return nil, failure.Wrap(failure.Internal, fmt.Errorf("encoding parsed record of %s: %w", in.ID, err))
+	}
+	level := slog.LevelDebug
+	if out.ParseStatus != string(mime.StatusOK) {
+		level = slog.LevelInfo
+	}
+	p.log.LogAttrs(ctx, level, "parsed message",
+		slog.String("message_id", in.ID), slog.String("parse_status", out.ParseStatus),
+		slog.Int("warnings", len(out.Warnings)), slog.Int("attachments", len(out.Attachments)))
+	return []*kgo.Record{{
+		Topic:   kafka.TopicParsed,
+		Key:     bytes.Clone(rec.Key),
+		Value:   v,
+		Headers: slices.Clone(rec.Headers),
+	}}, nil
+}
+
+// rawBytes returns the raw message of in, inline or from the blob store.
+func (p *Parser) rawBytes(ctx context.Context, in *events.Raw) ([]byte, error) {
+	switch {
+	case in.Raw != nil && (len(*in.Raw) > 0 || in.RawBlobRef == nil):
+		return *in.Raw, nil
+	case in.RawBlobRef == nil || *in.RawBlobRef == "":
+		return nil, failure.New(failure.Parse, fmt.Sprintf("raw record %s carries neither the message nor a blob ref", in.ID))
+	case p.blobs == nil:
+		return nil, failure.New(failure.Parse, "raw message in blob store but no blob store configured")
+	case p.getter == nil:
+		return nil, failure.New(failure.Parse, "raw message in blob store but the blob store cannot read")
+	}
+	ref := *in.RawBlobRef
+	rc, err := p.getter.Get(ctx, ref)
+	if err != nil {
+		err = fmt.Errorf("reading raw message %s from %s: %w", in.ID, ref, err)
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, blob.ErrInvalidRef) {
+			return nil, failure.Wrap(failure.Parse, err)
+		}
+		return nil, err // I/O: retry
+	}
+	defer func() { _ = rc.Close() }()
+	raw, err := io.ReadAll(io.LimitReader(rc, p.opts.maxRawSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading raw message %s from %s: %w", in.ID, ref, err)
+	}
+	if int64(len(raw)) > p.opts.maxRawSize {
+		return nil, failure.New(failure.Parse, fmt.Sprintf("raw message %s is larger than %d bytes", in.ID, p.opts.maxRawSize))
+	}
+	return raw, nil
+}
+
+// storeAttachments puts every attachment under its content address and returns the refs by
+// sha256. Equal attachments are stored once. With no blob store it returns nil.
+func (p *Parser) storeAttachments(ctx context.Context, id string, atts []mime.Attachment) (map[string]string, error) {
+	if p.blobs == nil || len(atts) == 0 {
+		return nil, nil
+	}
+	refs := make(map[string]string, len(atts))
+	for _, a := range atts {
+		if _, done := refs[a.SHA256]; done {
+			continue
+		}
+		ref, err := p.blobs.Put(ctx, AttachmentKeyPrefix+a.SHA256, bytes.NewReader(a.Content))
+		if err != nil {
+			return nil, fmt.Errorf("storing attachment %s of message %s: %w", a.SHA256, id, err)
+		}
+		refs[a.SHA256] = ref
+	}
+	return refs, nil
+}
+
+// digest returns the hex SHA-256 of b.
+func digest(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
