@@ -89,14 +89,30 @@ func rescue(b []byte, html bool) (string, string) {
 	if html {
 		det = chardet.NewHtmlDetector()
 	}
-	if r, err := det.DetectBest(b); err == nil && r != nil && r.Confidence >= minDetectConfidence &&
-		!strings.EqualFold(r.Charset, "utf-8") {
+	if r, ok := detect(det, b); ok && r.Confidence >= minDetectConfidence && !strings.EqualFold(r.Charset, "utf-8") {
 		if s, ok := decodeCharset(r.Charset, b); ok && utf8.ValidString(s) {
 			return s, "decoded as " + strings.ToLower(r.Charset) + " (detected)"
 		}
 	}
 	s, _ := charmap.Windows1252.NewDecoder().Bytes(b)
 	return string(s), "decoded as windows-1252 (fallback)"
+}
+
+// detect returns chardet's best guess. chardet's own DetectBest lets the first of several
+// equally confident recognizers win, and they run concurrently; ties are broken here by name so
+// the same bytes always give the same text.
+func detect(det *chardet.Detector, b []byte) (chardet.Result, bool) {
+	all, err := det.DetectAll(b)
+	if err != nil || len(all) == 0 {
+		return chardet.Result{}, false
+	}
+	best := all[0]
+	for _, r := range all[1:] {
+		if r.Confidence > best.Confidence || r.Confidence == best.Confidence && r.Charset < best.Charset {
+			best = r
+		}
+	}
+	return best, true
 }
 
 // mostlyUTF8 reports whether b has more valid multi-byte sequences than invalid bytes, the mark
