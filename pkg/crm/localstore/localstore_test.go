@@ -2,6 +2,7 @@ package localstore_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -22,7 +23,7 @@ func open(t *testing.T, path string, opts ...localstore.Option) *localstore.Stor
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = s.Close(t.Context()) })
+	t.Cleanup(func() { _ = s.Close(context.Background()) })
 	return s
 }
 
@@ -195,7 +196,7 @@ func TestOpenRecoversTornTail(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { _ = s.Close(t.Context()) })
+			t.Cleanup(func() { _ = s.Close(context.Background()) })
 			var ids []string
 			for _, e := range s.Entries() {
 				ids = append(ids, e.ExternalID)
