@@ -23,14 +23,15 @@ import (
 	"github.com/mailpipe/mailpipe/pkg/kafka"
 	"github.com/mailpipe/mailpipe/pkg/serde"
 	"github.com/mailpipe/mailpipe/pkg/sink"
+	"github.com/mailpipe/mailpipe/pkg/stage"
 )
 
 const salt = "test-salt-of-at-least-16-bytes"
 
 var clock = time.Date(2026, 11, 23, 10, 30, 5, 0, time.UTC)
 
-// Handle has the pinned stage.Handler shape.
-var _ func(context.Context, *kgo.Record) ([]*kgo.Record, error) = (*sink.Sink)(nil).Handle
+// Handle is a stage.Handler.
+var _ stage.Handler = (*sink.Sink)(nil).Handle
 
 // readableMemory is dedupe.Memory plus the Seen capability the sink looks for. pkg/dedupe does
 // not offer Seen yet; this stands in for it so the skip path is tested.
