@@ -15,8 +15,9 @@ type Limits struct {
 	// MaxParts is the most MIME entities read, the root and multipart containers included.
 	// Default 1000; must be at least 1.
 	MaxParts int
-	// MaxDepth is the deepest multipart nesting read; the root is level 0. A container whose
-	// children would be deeper is kept as one opaque part. Default 32; must be at least 1.
+	// MaxDepth is the deepest multipart nesting read; the root is level 0. The content of a
+	// container whose children would be deeper is dropped (the container is listed as an empty
+	// attachment of its type). Default 32; must be at least 1.
 	MaxDepth int
 	// MaxDecodedSize is the most decoded content, in bytes, summed over all leaf parts.
 	// Default 64 MiB; must be at least 1.
@@ -51,7 +52,7 @@ func (l Limits) Validate() error {
 }
 
 // depthMarker replaces the name "Content-Type" (same length, so offsets stay valid) of a
-// container that is too deep: enmime then reads it as one leaf without looking inside.
+// container that is too deep: enmime then reads it as one (empty) leaf without looking inside.
 const depthMarker = "X-Mime-Depth"
 
 // prescan walks the MIME structure of b with cheap byte searches before enmime sees it, and
@@ -64,8 +65,9 @@ type prescan struct {
 	b        []byte
 	parts    int
 	decoded  int64
-	cut      int   // offset to cut b at; -1 for none
-	deep     []int // offsets of Content-Type names to replace by depthMarker
+	cut      int      // offset to cut b at; -1 for none
+	deep     []int    // offsets of Content-Type names to replace by depthMarker
+	drops    [][2]int // bodies of too-deep containers, removed from the input, in order
 	warnings []Warning
 }
 
@@ -84,7 +86,23 @@ func (s *prescan) apply() []byte {
 			copy(out[off:], depthMarker)
 		}
 	}
-	return out
+	if len(s.drops) == 0 {
+		return out
+	}
+	// The body of a too-deep container is removed rather than kept: reading it through every
+	// level of enmime's nested boundary readers costs its size times the depth, for bytes
+	// nobody will parse.
+	kept := out[:0:0]
+	pos := 0
+	for _, d := range s.drops {
+		from, to := min(d[0], len(out)), min(d[1], len(out))
+		if from < pos {
+			continue
+		}
+		kept = append(kept, out[pos:from]...)
+		pos = to
+	}
+	return append(kept, out[pos:]...)
 }
 
 func runPrescan(b []byte, lim Limits) *prescan {
@@ -129,11 +147,12 @@ func (s *prescan) entity(start, end, depth, delim int) bool {
 				s.deep = append(s.deep, start+f.off)
 			}
 		}
+		s.drops = append(s.drops, [2]int{body, end})
 		s.warnings = append(s.warnings, Warning{
 			Name: WarnLimitDepth, Severe: true,
-			Detail: fmt.Sprintf("MIME nesting deeper than %d levels; a %s container was kept unread", s.lim.MaxDepth, mtype),
+			Detail: fmt.Sprintf("MIME nesting deeper than %d levels; the content of a %s container was dropped", s.lim.MaxDepth, mtype),
 		})
-		return s.leaf(body, end, "")
+		return true
 	}
 	return s.children(body, end, depth+1, "--"+boundary)
 }

@@ -392,10 +392,15 @@ func parseMediaType(ctype string) (string, map[string]string, []string, error) {
 
 // defaultTypes gives parts without a Content-Type the RFC 2045/2046 default: text/plain, or
 // message/rfc822 inside a multipart/digest. enmime leaves their type empty, which would list a
-// bounce's human-readable text as an anonymous attachment.
+// bounce's human-readable text as an anonymous attachment. Containers neutralized by the depth
+// limit keep no type and lose enmime's complaint about it.
 func defaultTypes(root *enmime.Part) {
 	_ = root.DepthMatchAll(func(p *enmime.Part) bool {
-		if p.FirstChild != nil || p.ContentType != "" || p.Header.Get(depthMarker) != "" || p == root {
+		if p.Header.Get(depthMarker) != "" {
+			p.Errors = nil // "missing Content-Type": our doing (see depthMarker), already warned about
+			return false
+		}
+		if p.FirstChild != nil || p.ContentType != "" || p == root {
 			return false
 		}
 		if p.Parent != nil && p.Parent.ContentType == "multipart/digest" {

@@ -333,6 +333,11 @@ func TestParseLimits(t *testing.T) {
 	if m.Stats.Depth > lim.MaxDepth {
 		t.Errorf("depth %d beyond the limit", m.Stats.Depth)
 	}
+	// The too-deep container is listed, empty, with its type; enmime never read its content.
+	if len(m.Attachments) != 1 || m.Attachments[0].ContentType != "multipart/mixed" || m.Attachments[0].Size != 0 ||
+		slices.Contains(warningNames(m), mime.WarnContentTypeMissing) {
+		t.Errorf("attachments %+v warnings %+v", m.Attachments, m.Warnings)
+	}
 }
 
 func TestParseWarningsAreCapped(t *testing.T) {

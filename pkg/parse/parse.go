@@ -94,7 +94,8 @@ func defaultOptions() options {
 func WithClock(now func() time.Time) Option { return optionFunc(func(o *options) { o.now = now }) }
 
 // WithLimits sets the MIME-bomb limits (default mime.DefaultLimits); zero fields keep their
-// defaults, and a negative field is ignored (and logged) by [New].
+// defaults. Limits that mime.Limits.Validate refuses are replaced by the defaults (and logged)
+// by [New].
 func WithLimits(l mime.Limits) Option { return optionFunc(func(o *options) { o.limits = l }) }
 
 // WithMaxRawSize bounds the raw message read from the blob store, in bytes (default 64 MiB); a
