@@ -26,6 +26,7 @@ func TestParseWholeCorpus(t *testing.T) {
 		t.Fatal(err)
 	}
 	counts := map[string]int{}
+	bounceCounts := map[string]int{} // of those, the corpus-bounces folder
 	for _, f := range files {
 		raw, err := os.ReadFile(f)
 		if err != nil {
@@ -33,6 +34,13 @@ func TestParseWholeCorpus(t *testing.T) {
 		}
 		m, err := parseNoPanic(t, p, f, raw)
 		base := filepath.Base(f)
+		if filepath.Base(filepath.Dir(f)) == "corpus-bounces" {
+			if err != nil {
+				bounceCounts["error"]++
+			} else {
+				bounceCounts[string(m.Status)]++
+			}
+		}
 		switch {
 		case err != nil && noHeaderFiles[base]:
 			counts["error"]++
@@ -46,8 +54,9 @@ func TestParseWholeCorpus(t *testing.T) {
 		counts[string(m.Status)]++
 		checkInvariants(t, f, m, p.Limits())
 	}
-	t.Logf("parsed %d files: ok=%d partial=%d failed=%d error=%d",
-		len(files), counts["ok"], counts["partial"], counts["failed"], counts["error"])
+	t.Logf("parsed %d files: ok=%d partial=%d failed=%d error=%d (corpus-bounces: ok=%d partial=%d failed=%d error=%d)",
+		len(files), counts["ok"], counts["partial"], counts["failed"], counts["error"],
+		bounceCounts["ok"], bounceCounts["partial"], bounceCounts["failed"], bounceCounts["error"])
 }
 
 func parseNoPanic(t *testing.T, p *mime.Parser, name string, raw []byte) (m *mime.Message, err error) {
