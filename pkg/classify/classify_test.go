@@ -14,6 +14,7 @@ import (
 	"github.com/mailpipe/mailpipe/pkg/failure"
 	"github.com/mailpipe/mailpipe/pkg/kafka"
 	"github.com/mailpipe/mailpipe/pkg/serde"
+	"github.com/mailpipe/mailpipe/pkg/stage"
 )
 
 var classifiedAt = time.Date(2026, 11, 23, 10, 31, 0, 0, time.UTC)
@@ -142,3 +143,6 @@ func TestHandleUndecodable(t *testing.T) {
 		t.Errorf("Handle = %v, %v (class %s); want class schema", out, err, failure.Classify(err))
 	}
 }
+
+// Handle has the pinned stage.Handler shape.
+var _ stage.Handler = (*classify.Classifier)(nil).Handle

@@ -12,6 +12,7 @@ import (
 	"github.com/mailpipe/mailpipe/pkg/failure"
 	"github.com/mailpipe/mailpipe/pkg/kafka"
 	"github.com/mailpipe/mailpipe/pkg/serde"
+	"github.com/mailpipe/mailpipe/pkg/stage"
 )
 
 var enrichedAt = time.Date(2026, 11, 23, 10, 32, 0, 0, time.UTC)
@@ -137,3 +138,6 @@ func TestHandleUndecodable(t *testing.T) {
 		t.Errorf("Handle = %v, %v (class %s); want class schema", out, err, failure.Classify(err))
 	}
 }
+
+// Handle has the pinned stage.Handler shape.
+var _ stage.Handler = (*enrich.Enricher)(nil).Handle

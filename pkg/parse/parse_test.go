@@ -26,6 +26,7 @@ import (
 	"github.com/mailpipe/mailpipe/pkg/mime"
 	"github.com/mailpipe/mailpipe/pkg/parse"
 	"github.com/mailpipe/mailpipe/pkg/serde"
+	"github.com/mailpipe/mailpipe/pkg/stage"
 	"github.com/mailpipe/mailpipe/pkg/thread"
 )
 
@@ -473,3 +474,6 @@ func TestNewReplacesInvalidOptions(t *testing.T) {
 		t.Errorf("logs %q lack the replaced options", logs.String())
 	}
 }
+
+// Handle has the pinned stage.Handler shape.
+var _ stage.Handler = (*parse.Parser)(nil).Handle
