@@ -36,6 +36,13 @@ type Forgetter interface {
 	Forget(ctx context.Context, key string) error
 }
 
+// Seer is the optional read capability of a Store: it reports whether key is live without
+// marking it, so a caller can skip an effect already confirmed and mark the key only after its
+// own effect succeeded. An error means "not known": the caller does the work (idempotently).
+type Seer interface {
+	Seen(ctx context.Context, key string) (bool, error)
+}
+
 // ErrInvalid is wrapped by errors for an empty key or a non-positive ttl.
 var ErrInvalid = errors.New("invalid dedupe request")
 

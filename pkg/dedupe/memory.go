@@ -75,6 +75,18 @@ func (m *Memory) Forget(ctx context.Context, key string) error {
 	return nil
 }
 
+// Seen implements Seer.
+func (m *Memory) Seen(ctx context.Context, key string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	exp, ok := m.expires[key]
+	return ok && now.Before(exp), nil
+}
+
 // Len returns the number of keys held, live or not yet swept; for tests and metrics.
 func (m *Memory) Len() int {
 	m.mu.Lock()

@@ -158,6 +158,29 @@ func Run(t *testing.T, newStore func(t *testing.T) dedupe.Store) {
 		}
 	})
 
+	t.Run("seen reads without marking", func(t *testing.T) {
+		s := newStore(t)
+		r, ok := s.(dedupe.Seer)
+		if !ok {
+			t.Skipf("%T does not implement dedupe.Seer", s)
+		}
+		seen, err := r.Seen(t.Context(), "unread")
+		if err != nil || seen {
+			t.Fatalf("Seen(unmarked) = %v, %v; want false", seen, err)
+		}
+		// Reading must not claim the key: the first MarkSeen after it is still first.
+		if first, err := s.MarkSeen(t.Context(), "unread", time.Minute); err != nil || !first {
+			t.Fatalf("MarkSeen after Seen = %v, %v; want first", first, err)
+		}
+		seen, err = r.Seen(t.Context(), "unread")
+		if err != nil || !seen {
+			t.Fatalf("Seen(marked) = %v, %v; want true", seen, err)
+		}
+		if seen, _ := r.Seen(t.Context(), "other"); seen {
+			t.Fatal("Seen(other) = true; keys must be independent")
+		}
+	})
+
 	t.Run("many keys", func(t *testing.T) {
 		s := newStore(t)
 		for i := range 200 {

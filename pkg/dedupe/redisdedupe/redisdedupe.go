@@ -47,6 +47,7 @@ func New(client redis.UniversalClient, opts ...Option) *Store {
 var (
 	_ dedupe.Store     = (*Store)(nil)
 	_ dedupe.Forgetter = (*Store)(nil)
+	_ dedupe.Seer      = (*Store)(nil)
 )
 
 // MarkSeen implements dedupe.Store. The stored value is the first-seen time in Unix
@@ -68,4 +69,13 @@ func (s *Store) Forget(ctx context.Context, key string) error {
 		return fmt.Errorf("forgetting dedupe key: %w", err)
 	}
 	return nil
+}
+
+// Seen implements dedupe.Seer with EXISTS; Redis expires keys itself.
+func (s *Store) Seen(ctx context.Context, key string) (bool, error) {
+	n, err := s.client.Exists(ctx, s.prefix+key).Result()
+	if err != nil {
+		return false, fmt.Errorf("reading dedupe key: %w", err)
+	}
+	return n == 1, nil
 }
