@@ -200,7 +200,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 	smtpAddr, httpAddr := freeAddr(t), freeAddr(t)
 	procs := []*proc{
 		startProc(t, "ingress", bins["ingress"], append(common,
-			"MAILPIPE_SMTP_ADDR="+smtpAddr, "MAILPIPE_HTTP_ADDR="+httpAddr, "MAILPIPE_DOMAINS="+domain,
+			"MAILPIPE_SMTP_ADDR="+smtpAddr, "MAILPIPE_HTTP_ADDR="+httpAddr, "MAILPIPE_INGEST_DOMAINS="+domain,
 			"MAILPIPE_HTTP_API_KEY_SHA256="+hex.EncodeToString(keyHash[:]))),
 		startProc(t, "parser", bins["parser"], common),
 		startProc(t, "classifier", bins["classifier"], common),

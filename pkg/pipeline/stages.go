@@ -1,0 +1,118 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/mailpipe/mailpipe/pkg/app"
+	"github.com/mailpipe/mailpipe/pkg/classify"
+	"github.com/mailpipe/mailpipe/pkg/crm"
+	"github.com/mailpipe/mailpipe/pkg/crm/localstore"
+	"github.com/mailpipe/mailpipe/pkg/crm/webhook"
+	"github.com/mailpipe/mailpipe/pkg/dedupe"
+	"github.com/mailpipe/mailpipe/pkg/dedupe/redisdedupe"
+	"github.com/mailpipe/mailpipe/pkg/enrich"
+	"github.com/mailpipe/mailpipe/pkg/kafka"
+	"github.com/mailpipe/mailpipe/pkg/parse"
+	"github.com/mailpipe/mailpipe/pkg/sink"
+	"github.com/mailpipe/mailpipe/pkg/stage"
+)
+
+// StageConfig configures a Kafka→Kafka stage service (parser, classifier, enricher).
+type StageConfig struct {
+	Common
+	// Stage tunes the transactional loop (MAILPIPE_STAGE_*); name and input topic are fixed
+	// per service.
+	Stage stage.Config `env:"STAGE"`
+}
+
+// SinkConfig configures the crm-sink service. At least one connector must be configured.
+type SinkConfig struct {
+	StageConfig
+	Sink    sink.Config    `env:"SINK"`
+	Webhook webhook.Config `env:"WEBHOOK"`
+	// LocalStorePath enables the local JSON-lines store connector (`mailpipe dev`).
+	LocalStorePath string `env:"LOCALSTORE_PATH" usage:"file for the local CRM stand-in connector (dev)"`
+}
+
+// Parser builds the parser service: mail.raw.v1 → mail.parsed.v1.
+func Parser(_ context.Context, cfg StageConfig, d *Deps) ([]app.Actor, error) {
+	p := parse.New(d.Codec, d.Blobs, d.Log)
+	return runStage(cfg, d, "parser", kafka.TopicRaw, p.Handle)
+}
+
+// Classifier builds the classifier service: mail.parsed.v1 → mail.classified.v1.
+func Classifier(_ context.Context, cfg StageConfig, d *Deps) ([]app.Actor, error) {
+	c := classify.New(d.Codec, d.Log)
+	return runStage(cfg, d, "classifier", kafka.TopicParsed, c.Handle)
+}
+
+// Enricher builds the enricher service: mail.classified.v1 → mail.enriched.v1.
+func Enricher(_ context.Context, cfg StageConfig, d *Deps) ([]app.Actor, error) {
+	e := enrich.New(d.Codec, d.Log)
+	return runStage(cfg, d, "enricher", kafka.TopicClassified, e.Handle)
+}
+
+// CRMSink builds the crm-sink service: mail.enriched.v1 → connectors → mail.crm.v1 and
+// mail.lake.v1. Connectors are chosen explicitly here, never registered through init().
+// onWrite, if not nil, is called for every entry the local store writes (dev logs them).
+func CRMSink(_ context.Context, cfg SinkConfig, d *Deps, onWrite func(localstore.Entry)) ([]app.Actor, error) {
+	var conns []crm.Connector
+	if cfg.Webhook.URL != "" {
+		w, err := webhook.New(cfg.Webhook, d.Log)
+		if err != nil {
+			return nil, app.ConfigError(fmt.Errorf("webhook: %w", err))
+		}
+		conns = append(conns, w)
+	}
+	if cfg.LocalStorePath != "" {
+		var opts []localstore.Option
+		if onWrite != nil {
+			opts = append(opts, localstore.WithOnWrite(onWrite))
+		}
+		ls, err := localstore.Open(cfg.LocalStorePath, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("opening the local store: %w", err)
+		}
+		conns = append(conns, ls)
+	}
+	if len(conns) == 0 {
+		return nil, app.ConfigError(errors.New("crm-sink: no connector configured (set MAILPIPE_WEBHOOK_URL or MAILPIPE_LOCALSTORE_PATH)"))
+	}
+	var store dedupe.Store
+	if d.Redis != nil {
+		store = redisdedupe.New(d.Redis, redisdedupe.WithPrefix("mailpipe:sink:"))
+	} else {
+		store = dedupe.NewMemory()
+	}
+	s, err := sink.New(d.Codec, conns, store, d.Log, cfg.Sink.Options()...)
+	if err != nil {
+		return nil, app.ConfigError(fmt.Errorf("sink: %w", err))
+	}
+	actors, err := runStage(cfg.StageConfig, d, "crm-sink", kafka.TopicEnriched, s.Handle)
+	if err != nil {
+		return nil, err
+	}
+	release := app.Hold("connectors", func(ctx context.Context) error {
+		var errs []error
+		for _, c := range conns {
+			if cl, ok := c.(crm.Closer); ok {
+				errs = append(errs, cl.Close(ctx))
+			}
+		}
+		return errors.Join(errs...)
+	})
+	return append([]app.Actor{release}, actors...), nil
+}
+
+func runStage(cfg StageConfig, d *Deps, name, input string, h stage.Handler) ([]app.Actor, error) {
+	sc := cfg.Stage
+	sc.Name = name
+	sc.InputTopics = []string{input}
+	st, err := stage.New(sc, cfg.Kafka, h, d.Log, stage.WithMeterProvider(d.Admin.MeterProvider()))
+	if err != nil {
+		return nil, app.ConfigError(fmt.Errorf("%s stage: %w", name, err))
+	}
+	return []app.Actor{st.Actor()}, nil
+}

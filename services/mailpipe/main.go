@@ -1,0 +1,50 @@
+// Command mailpipe is the operator CLI: `dev` runs the whole pipeline in one process on embedded
+// Kafka and Redis; `send` injects a message; `tail` decodes any topic to JSON lines; `topics
+// apply` creates and configures the topics.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/mailpipe/mailpipe/pkg/app"
+)
+
+func main() { os.Exit(app.Main(run)) }
+
+const usage = `usage: mailpipe <command> [flags]
+
+commands:
+  dev            run every stage in one process on embedded Kafka and Redis
+  send FILE...   send raw RFC 5322 messages over SMTP (or HTTP with --http)
+  tail TOPIC     decode a topic's records to JSON lines
+  topics apply   create missing topics and set their configs
+
+Run 'mailpipe <command> -h' for a command's flags.`
+
+func run(ctx context.Context, env app.Env) error {
+	if len(env.Args) == 0 {
+		fmt.Fprintln(env.Stderr, usage)
+		return app.ConfigError(errors.New("no command given"))
+	}
+	cmd, rest := env.Args[0], env.Args[1:]
+	env.Args = rest
+	switch cmd {
+	case "dev":
+		return runDev(ctx, env)
+	case "send":
+		return runSend(ctx, env)
+	case "tail":
+		return runTail(ctx, env)
+	case "topics":
+		return runTopics(ctx, env)
+	case "help", "-h", "--help":
+		fmt.Fprintln(env.Stdout, usage)
+		return nil
+	default:
+		fmt.Fprintln(env.Stderr, usage)
+		return app.ConfigError(fmt.Errorf("unknown command %q", cmd))
+	}
+}
