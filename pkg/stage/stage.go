@@ -480,6 +480,9 @@ func (s *Stage) abandonBatch(cause error) {
 }
 
 func (s *Stage) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	if len(assigned) == 0 {
+		return
+	}
 	s.log.Info("partitions assigned", "partitions", assigned)
 }
 

@@ -433,3 +433,8 @@ func dataRecords(t *testing.T, brokers []string, topic string) int {
 		}
 	}
 }
+
+// TestRebalanceRealBroker runs the two-member rebalance scenario against the real broker.
+func TestRebalanceRealBroker(t *testing.T) {
+	testRebalance(t, kafkatest.Brokers(t))
+}

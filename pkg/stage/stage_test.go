@@ -548,3 +548,70 @@ func TestNewValidates(t *testing.T) {
 		t.Fatalf("defaults not applied: %+v", got)
 	}
 }
+
+func TestRebalanceKeepsExactlyOnce(t *testing.T) {
+	testRebalance(t, kafkatest.NewCluster(t))
+}
+
+// testRebalance moves partitions between two members while batches are in flight: a second
+// member joins mid-stream, then the first leaves. Every input must come out exactly once, in
+// per-key order.
+func testRebalance(t *testing.T, brokers []string) {
+	const keys, perKey = 20, 100
+	tp := newTopics(t, brokers, 4)
+	var recs []*kgo.Record
+	for seq := range perKey {
+		for k := range keys {
+			key := fmt.Sprintf("k%02d", k)
+			recs = append(recs, &kgo.Record{Topic: tp.in, Key: []byte(key), Value: fmt.Appendf(nil, "%s:%d", key, seq)})
+		}
+	}
+	kafkatest.Produce(t, brokers, recs...)
+	slow := func(ctx context.Context, rec *kgo.Record) ([]*kgo.Record, error) {
+		time.Sleep(time.Millisecond) // keep batches open long enough to be caught by a rebalance
+		return forward(tp.out)(ctx, rec)
+	}
+	out := collect(t, brokers, tp.out)
+	deadline := time.Now().Add(60 * time.Second)
+
+	// given member a consuming alone
+	cfg := baseConfig(t, tp)
+	cfg.MaxPollRecords, cfg.SessionTimeout, cfg.RebalanceTimeout = 50, 6*time.Second, 10*time.Second
+	cfgA, cfgB := cfg, cfg
+	cfgA.TransactionalID, cfgB.TransactionalID = cfg.TransactionalID+"-a", cfg.TransactionalID+"-b"
+	a := start(t, brokers, cfgA, slow)
+	if !out.waitFor(300, deadline) {
+		t.Fatalf("member a made no progress: %d outputs", out.count())
+	}
+
+	// when member b joins, and later a leaves
+	b := start(t, brokers, cfgB, slow)
+	if !out.waitFor(1200, deadline) {
+		t.Fatalf("no progress after b joined: %d outputs", out.count())
+	}
+	if err := a.stop(t); err != nil {
+		t.Fatalf("stopping a: %v", err)
+	}
+	if !out.waitFor(keys*perKey, deadline) {
+		t.Fatalf("only %d of %d outputs after a left", out.count(), keys*perKey)
+	}
+	if err := b.stop(t); err != nil {
+		t.Fatalf("stopping b: %v", err)
+	}
+	time.Sleep(500 * time.Millisecond) // let a duplicate, if any, reach the collector
+
+	// then every input came out exactly once, in per-key order
+	got := out.snapshot()
+	if len(got) != keys*perKey {
+		t.Errorf("got %d outputs, want %d", len(got), keys*perKey)
+	}
+	next := map[string]int{}
+	for _, r := range got {
+		key, seqStr, _ := strings.Cut(string(r.Value), ":")
+		seq, _ := strconv.Atoi(seqStr)
+		if seq != next[key] {
+			t.Fatalf("key %s: got seq %d, want %d", key, seq, next[key])
+		}
+		next[key]++
+	}
+}
