@@ -177,6 +177,7 @@ func Retryable(err error) bool {
 // positive value in the chain wins.
 func RetryAfter(err error) (time.Duration, bool) {
 	for _, e := range chain(err) {
+		//nolint:errorlint // e is one node of the already unwrapped chain; errors.As would stop at the first *Error even if its After is zero.
 		switch v := e.(type) {
 		case *Error:
 			if v.After > 0 {
@@ -198,6 +199,7 @@ func chain(err error) []error {
 	walk = func(e error) {
 		for e != nil {
 			out = append(out, e)
+			//nolint:errorlint // this is the unwrapping itself, the way errors.Is walks the tree.
 			switch u := e.(type) {
 			case interface{ Unwrap() []error }:
 				for _, b := range u.Unwrap() {

@@ -33,7 +33,7 @@ func readEnvFile(t *testing.T, path string) map[string]string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	m := map[string]string{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {

@@ -184,7 +184,7 @@ func (s *Stage) Run(ctx context.Context) error {
 	hardCtx, cancelHard := context.WithCancel(base)
 	defer cancelHard()
 	stopTimers := context.AfterFunc(ctx, func() {
-		s.log.Info("stopping: no more polls, finishing the open batch")
+		s.log.InfoContext(base, "stopping: no more polls, finishing the open batch")
 		time.AfterFunc(s.cfg.ShutdownTimeout/2, cancelDrain)
 		time.AfterFunc(s.cfg.ShutdownTimeout, cancelHard)
 	})
@@ -194,7 +194,7 @@ func (s *Stage) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("creating transactional session: %w", err)
 	}
-	s.log.Info("stage starting", "group", s.cfg.Group, "inputs", s.cfg.InputTopics,
+	s.log.InfoContext(ctx, "stage starting", "group", s.cfg.Group, "inputs", s.cfg.InputTopics,
 		"transactional_id", s.cfg.TransactionalID, "dlq", s.cfg.DLQTopic)
 
 	runErr := s.initProducerID(ctx, sess.Client())
@@ -209,7 +209,7 @@ func (s *Stage) Run(ctx context.Context) error {
 			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 				return
 			}
-			s.log.Warn("fetch error", "topic", topic, "partition", partition, "error", err)
+			s.log.WarnContext(ctx, "fetch error", "topic", topic, "partition", partition, "error", err)
 		})
 		if fetches.NumRecords() == 0 {
 			continue
@@ -234,9 +234,9 @@ func (s *Stage) Run(ctx context.Context) error {
 	defer cancelClose()
 	closeErr := s.close(closeCtx, sess)
 	if runErr != nil {
-		s.log.Error("stage failed", "error", runErr)
+		s.log.ErrorContext(base, "stage failed", "error", runErr)
 	} else {
-		s.log.Info("stage stopped")
+		s.log.InfoContext(base, "stage stopped")
 	}
 	return errors.Join(runErr, closeErr)
 }
@@ -251,7 +251,8 @@ func (s *Stage) clientOpts() []kgo.Opt {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.TransactionalID(s.cfg.TransactionalID),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RequireStableFetchOffsets(), // always on in franz-go ≥ 1.20; kept to state the intent
+		// KIP-447 require_stable offset fetches are always on in franz-go (RequireStableFetchOffsets
+		// is a deprecated no-op): a new owner of a partition waits for our open transaction.
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.OnPartitionsAssigned(s.onAssigned),
 		kgo.OnPartitionsRevoked(s.onRevoked),
@@ -279,23 +280,23 @@ func (s *Stage) clientOpts() []kgo.Opt {
 // transaction at once. On a fresh broker the transaction coordinator may still be loading, so
 // retriable errors are retried until ctx ends.
 func (s *Stage) initProducerID(ctx context.Context, cl *kgo.Client) error {
-	for attempt := 1; ; attempt++ {
+	for attempt := 1; ctx.Err() == nil; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		_, _, err := cl.ProducerID(actx)
 		cancel()
 		if err == nil {
 			return nil
 		}
-		if ctx.Err() != nil {
-			return nil // stopped before starting: a graceful stop
-		}
 		var ke *kerr.Error
 		if errors.As(err, &ke) && !ke.Retriable {
 			return fmt.Errorf("initializing transactional producer %s: %w", s.cfg.TransactionalID, err)
 		}
-		s.log.Warn("initializing transactional producer; retrying", "attempt", attempt, "error", err)
-		_ = backoff.Sleep(ctx, min(time.Duration(attempt)*500*time.Millisecond, 5*time.Second))
+		if ctx.Err() == nil {
+			s.log.WarnContext(ctx, "initializing transactional producer; retrying", "attempt", attempt, "error", err)
+			_ = backoff.Sleep(ctx, min(time.Duration(attempt)*500*time.Millisecond, 5*time.Second))
+		}
 	}
+	return nil // stopped before the producer was ready: still a graceful stop
 }
 
 // runBatch handles one polled batch in one transaction. It reports whether the outputs could be
@@ -348,11 +349,11 @@ func (s *Stage) runBatch(ctx, drainCtx, hardCtx context.Context, sess *kgo.Group
 	if commit {
 		counts, err = s.produce(hardCtx, sess, outs)
 		if err != nil {
-			s.log.Warn("producing outputs failed; aborting the batch", "error", err)
+			s.log.WarnContext(ctx, "producing outputs failed; aborting the batch", "error", err)
 			commit, produced = false, false
 		}
 	} else {
-		s.log.Info("abandoning batch", "reason", context.Cause(bctx), "records", fetches.NumRecords())
+		s.log.InfoContext(ctx, "abandoning batch", "reason", context.Cause(bctx), "records", fetches.NumRecords())
 	}
 	committed, err := sess.End(hardCtx, kgo.TransactionEndTry(commit))
 	if err != nil {
@@ -365,7 +366,7 @@ func (s *Stage) runBatch(ctx, drainCtx, hardCtx context.Context, sess *kgo.Group
 			s.inst.produced.Add(ctx, n, s.inst.attrs(attrTopic(topic)))
 		}
 	} else if commit {
-		s.log.Info("transaction aborted by the session (rebalance); the batch will be redelivered", "records", fetches.NumRecords())
+		s.log.InfoContext(ctx, "transaction aborted by the session (rebalance); the batch will be redelivered", "records", fetches.NumRecords())
 	}
 	s.inst.transactions.Add(ctx, 1, s.inst.attrs(attribute.String("outcome", outcome)))
 	s.inst.batchDuration.Record(ctx, time.Since(start).Seconds(), s.inst.attrs(attribute.String("outcome", outcome)))
@@ -453,7 +454,7 @@ func (s *Stage) close(ctx context.Context, sess *kgo.GroupTransactSession) error
 	go func() {
 		defer close(done)
 		if err := sess.Client().LeaveGroupContext(ctx); err != nil {
-			s.log.Warn("leaving group", "error", err)
+			s.log.WarnContext(ctx, "leaving group", "error", err)
 		}
 		sess.Close()
 	}()
@@ -479,29 +480,29 @@ func (s *Stage) abandonBatch(cause error) {
 	}
 }
 
-func (s *Stage) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+func (s *Stage) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	if len(assigned) == 0 {
 		return
 	}
-	s.log.Info("partitions assigned", "partitions", assigned)
+	s.log.InfoContext(ctx, "partitions assigned", "partitions", assigned)
 }
 
 // onRevoked abandons the open batch: the session aborts its transaction anyway, and handling the
 // rest of the batch would only produce work that is thrown away (or side effects for partitions
 // another member now owns). It must not block: it runs inside the rebalance.
-func (s *Stage) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+func (s *Stage) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
 	if len(revoked) == 0 {
 		return
 	}
-	s.log.Info("partitions revoked", "partitions", revoked)
+	s.log.InfoContext(ctx, "partitions revoked", "partitions", revoked)
 	s.abandonBatch(errRevoked)
 }
 
-func (s *Stage) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+func (s *Stage) onLost(ctx context.Context, _ *kgo.Client, lost map[string][]int32) {
 	if len(lost) == 0 {
 		return
 	}
-	s.log.Warn("partitions lost", "partitions", lost)
+	s.log.WarnContext(ctx, "partitions lost", "partitions", lost)
 	s.abandonBatch(errRevoked)
 }
 

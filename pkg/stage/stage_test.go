@@ -85,11 +85,11 @@ func TestFilteredRecordsAreCommitted(t *testing.T) {
 	brokers := kafkatest.NewCluster(t)
 	tp := newTopics(t, brokers, 1)
 	produce(t, brokers, tp.in, "a", "drop", "b", "keep")
-	h := func(_ context.Context, rec *kgo.Record) ([]*kgo.Record, error) {
+	h := func(ctx context.Context, rec *kgo.Record) ([]*kgo.Record, error) {
 		if string(rec.Value) == "drop" {
 			return nil, nil
 		}
-		return forward(tp.out)(context.Background(), rec)
+		return forward(tp.out)(ctx, rec)
 	}
 	cfg := baseConfig(t, tp)
 	r := start(t, brokers, cfg, h)
