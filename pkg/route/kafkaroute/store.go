@@ -96,6 +96,10 @@ func NewStore(opts StoreOptions) (*Store, error) {
 	return s, nil
 }
 
+// Check reports whether the store can serve: nil once its follower loaded the table
+// (ErrNotLoaded before). Reads before that see an empty table and writes wait.
+func (s *Store) Check(ctx context.Context) error { return s.f.Check(ctx) }
+
 // List returns the routes of the table (see route.Snapshot.Routes for the order).
 func (s *Store) List() []events.Route { return s.f.Table().Load().Routes() }
 
