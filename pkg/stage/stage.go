@@ -206,11 +206,18 @@ func (s *Stage) Run(ctx context.Context) error {
 			break
 		}
 		fetches.EachError(func(topic string, partition int32, err error) {
-			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-				return
+			switch {
+			case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+			case isFatalGroupErr(err):
+				// franz-go stops consuming after these and would leave Run polling forever.
+				runErr = fmt.Errorf("consuming in group %s: %w", s.cfg.Group, err)
+			default:
+				s.log.WarnContext(ctx, "fetch error", "topic", topic, "partition", partition, "error", err)
 			}
-			s.log.WarnContext(ctx, "fetch error", "topic", topic, "partition", partition, "error", err)
 		})
+		if runErr != nil {
+			break
+		}
 		if fetches.NumRecords() == 0 {
 			continue
 		}
@@ -271,6 +278,15 @@ func (s *Stage) clientOpts() []kgo.Opt {
 		opts = append(opts, kgo.TransactionTimeout(s.cfg.TransactionTimeout))
 	}
 	return append(opts, s.opts.kgoOpts...)
+}
+
+// isFatalGroupErr reports fetch errors after which the member cannot go on: another instance
+// with our InstanceID took over, or the credentials lack a permission.
+func isFatalGroupErr(err error) bool {
+	return errors.Is(err, kerr.FencedInstanceID) ||
+		errors.Is(err, kerr.GroupAuthorizationFailed) ||
+		errors.Is(err, kerr.TopicAuthorizationFailed) ||
+		errors.Is(err, kerr.TransactionalIDAuthorizationFailed)
 }
 
 // initProducerID initialises the transactional producer before the first poll. franz-go does it

@@ -615,3 +615,29 @@ func testRebalance(t *testing.T, brokers []string) {
 		next[key]++
 	}
 }
+
+func TestFencedInstanceStops(t *testing.T) {
+	// given a member with a static instance id
+	brokers := kafkatest.NewCluster(t)
+	tp := newTopics(t, brokers, 1)
+	cfg := baseConfig(t, tp)
+	cfg.InstanceID = "pod-0"
+	cfgB := cfg
+	cfgB.TransactionalID += "-b"
+	a := start(t, brokers, cfg, forward(tp.out))
+	produce(t, brokers, tp.in, "k", "1")
+	kafkatest.ConsumeAll(t, brokers, tp.out, 1, 20*time.Second)
+
+	// when a second process starts with the same instance id (a misconfigured replica)
+	start(t, brokers, cfgB, forward(tp.out))
+
+	// then the fenced member stops with an error instead of idling forever
+	select {
+	case <-a.done:
+		if a.err == nil || !strings.Contains(a.err.Error(), "FENCED_INSTANCE_ID") {
+			t.Fatalf("Run = %v, want a fenced-instance error", a.err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the fenced member kept running")
+	}
+}
