@@ -49,7 +49,7 @@ func buildServices(t *testing.T, dir string, names ...string) map[string]string 
 // freeAddr returns a loopback address with a port nobody listens on right now.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -97,11 +97,11 @@ func pickCorpus(t *testing.T, dir string, n int, seen map[string]bool) []corpusM
 // receiver is the webhook endpoint: it checks every Standard Webhooks signature with its own
 // implementation of the spec (an oracle independent of pkg/webhooksig) and records deliveries.
 type receiver struct {
-	mu         sync.Mutex
-	byID       map[string]int
-	payloads   map[string]map[string]any
-	badSig     int
-	secretKey  []byte
+	mu        sync.Mutex
+	byID      map[string]int
+	payloads  map[string]map[string]any
+	badSig    int
+	secretKey []byte
 }
 
 func newReceiver() *receiver {
@@ -173,7 +173,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 	must(t, err, "parsing redis url")
 	opt.DB = 7
 	rdb := redis.NewClient(opt)
-	defer rdb.Close()
+	defer func() { _ = rdb.Close() }()
 	must(t, rdb.FlushDB(ctx).Err(), "flushing redis db 7")
 	redisDB := fmt.Sprintf("redis://%s/7", opt.Addr)
 
@@ -348,7 +348,7 @@ func postHTTP(t *testing.T, addr, to string, raw []byte) {
 	req.Header.Set("Content-Type", "message/rfc822")
 	resp, err := http.DefaultClient.Do(req)
 	must(t, err, "posting message")
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusAccepted {
 		b, _ := io.ReadAll(resp.Body)
 		t.Fatalf("POST /v1/messages: %s %s", resp.Status, b)

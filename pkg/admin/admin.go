@@ -96,7 +96,7 @@ type Server struct {
 // The metrics registry is private to the server (Go and process collectors plus the OTel
 // exporter), never prometheus.DefaultRegisterer, so tests and several servers in one process do
 // not collide.
-func New(addr string, log *slog.Logger, opts ...Option) (*Server, error) {
+func New(ctx context.Context, addr string, log *slog.Logger, opts ...Option) (*Server, error) {
 	if log == nil {
 		return nil, errors.New("admin: logger is required")
 	}
@@ -125,7 +125,7 @@ func New(addr string, log *slog.Logger, opts ...Option) (*Server, error) {
 	}
 
 	// New has no request context to honour: binding is a local, immediate operation.
-	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", addr)
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listening on admin address %q: %w", addr, err)
 	}

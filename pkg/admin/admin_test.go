@@ -22,7 +22,7 @@ func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func newServer(t *testing.T, opts ...admin.Option) *admin.Server {
 	t.Helper()
-	s, err := admin.New("127.0.0.1:0", discard(), opts...)
+	s, err := admin.New(t.Context(), "127.0.0.1:0", discard(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +179,7 @@ func TestMetrics(t *testing.T) {
 
 func TestActorServesUntilStopped(t *testing.T) {
 	// given the admin server running as an actor
-	s, err := admin.New("127.0.0.1:0", discard())
+	s, err := admin.New(t.Context(), "127.0.0.1:0", discard())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +216,7 @@ func TestActorServesUntilStopped(t *testing.T) {
 
 func TestNewFailsOnBusyPort(t *testing.T) {
 	s := newServer(t)
-	if _, err := admin.New(s.Addr().String(), discard()); err == nil {
+	if _, err := admin.New(t.Context(), s.Addr().String(), discard()); err == nil {
 		t.Fatal("New on a busy port succeeded")
 	}
 }

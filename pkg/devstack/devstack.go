@@ -151,7 +151,7 @@ func build(ctx context.Context, cfg Config, common pipeline.Common, dir string, 
 		sinkCfg.Webhook.Secrets = []string{cfg.WebhookSecret}
 	}
 	a, err := pipeline.CRMSink(ctx, sinkCfg, d, func(e localstore.Entry) {
-		log.Info("message reached the CRM store", "id", e.ID, "external_id", e.ExternalID, "subject", e.Subject, "kind", e.Kind)
+		log.InfoContext(ctx, "message reached the CRM store", "id", e.ID, "external_id", e.ExternalID, "subject", e.Subject, "kind", e.Kind)
 	})
 	if err != nil {
 		return nil, err

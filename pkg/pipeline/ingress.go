@@ -63,7 +63,7 @@ func Ingress(ctx context.Context, cfg IngressConfig, d *Deps) ([]app.Actor, erro
 			prod.Close()
 			return nil, app.ConfigError(fmt.Errorf("http: %w", err))
 		}
-		a, _, err := httpActor("http-intake", cfg.HTTPAddr, h, d.Log)
+		a, _, err := httpActor(ctx, "http-intake", cfg.HTTPAddr, h, d.Log)
 		if err != nil {
 			prod.Close()
 			return nil, err

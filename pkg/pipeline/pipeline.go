@@ -69,7 +69,7 @@ func Open(ctx context.Context, c Common, log *slog.Logger) (*Deps, error) {
 	if d.Codec, err = serde.NewFromEnv(ctx, getenv); err != nil {
 		return nil, fmt.Errorf("building the codec: %w", err)
 	}
-	if d.Admin, err = admin.New(c.AdminAddr, log); err != nil {
+	if d.Admin, err = admin.New(ctx, c.AdminAddr, log); err != nil {
 		return nil, fmt.Errorf("building the admin server: %w", err)
 	}
 	kcl, err := kafka.NewClient(c.Kafka, log)
@@ -93,8 +93,8 @@ func Open(ctx context.Context, c Common, log *slog.Logger) (*Deps, error) {
 }
 
 // httpActor serves h on addr until stopped, then shuts the server down gracefully.
-func httpActor(name, addr string, h http.Handler, log *slog.Logger) (app.Actor, net.Addr, error) {
-	l, err := net.Listen("tcp", addr)
+func httpActor(ctx context.Context, name, addr string, h http.Handler, log *slog.Logger) (app.Actor, net.Addr, error) {
+	l, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
 	if err != nil {
 		return app.Actor{}, nil, fmt.Errorf("listening on %s for %s: %w", addr, name, err)
 	}

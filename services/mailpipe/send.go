@@ -31,7 +31,7 @@ func runSend(ctx context.Context, env app.Env) error {
 		return app.ConfigError(err)
 	}
 	if fs.NArg() == 0 {
-		return app.ConfigError(errors.New("usage: mailpipe send [flags] FILE..."))
+		return app.ConfigError(errors.New("usage: mailpipe send [flags] FILE…"))
 	}
 	if *apiKey == "" {
 		*apiKey = env.Getenv("MAILPIPE_API_KEY")
@@ -73,7 +73,7 @@ func sendHTTP(ctx context.Context, base, key, from string, rcpts []string, raw [
 	if err != nil {
 		return "", fmt.Errorf("posting message: %w", err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode != http.StatusAccepted {
 		return "", fmt.Errorf("ingress answered %s: %s", resp.Status, bytes.TrimSpace(body))
