@@ -8,15 +8,34 @@ import (
 const DefaultTenant = "default"
 
 // Route is where a recipient address belongs.
+//
+// Routes are compared with == (recipients of one transaction must share a route, see
+// Ingester.Accept and the SMTP front-end), so every field must stay comparable.
 type Route struct {
 	// ID of the route; empty while routes are not configured (the domain list fallback).
 	ID string
 	// Tenant that owns the route. Never empty for a resolved route.
 	Tenant string
+	// Tag is the plus tag of the recipient ("acme" for support+acme@…) when the route matched by
+	// the base address; "" otherwise. Recipients with different tags are different routes, so
+	// one record never mixes them.
+	Tag string
+	// MaxSize is the route's message size limit in bytes; 0 means the server default.
+	MaxSize int64
+	// Senders is the route's sender allow/deny policy; nil accepts every sender. It must be a
+	// comparable value (a pointer), shared by every recipient of the route.
+	Senders SenderPolicy
+}
+
+// SenderPolicy decides whether a route accepts mail from an envelope sender (a bare address,
+// or "" for the null sender of bounces). Implementations must be safe for concurrent use.
+type SenderPolicy interface {
+	AllowsSender(from string) bool
 }
 
 // Router resolves an envelope recipient to its route. The route table fed from mail.routes.v1
-// (pkg/route) will implement it; until then [DomainRouter] accepts a fixed list of domains.
+// implements it (package route/routeingest); without routes, [DomainRouter] accepts a fixed list
+// of domains.
 //
 // Resolve must be safe for concurrent use and fast: the SMTP front-end calls it for every RCPT TO
 // while the client waits. It reports false for an address mailpipe does not receive mail for,

@@ -173,6 +173,30 @@ func NewFollower(cfg kafka.Config, codec *serde.Codec, log *slog.Logger, opts ..
 	}, nil
 }
 
+// Open builds a follower of cfg.Topic on the cluster kcfg describes and reads the table to its
+// end within cfg.LoadTimeout (zero fields of cfg take their defaults). It is how a service starts
+// following routes: the table is complete before any address is resolved with it. The caller
+// runs the returned follower's Actor (started before the components that resolve addresses, so
+// it stops after them) and may register its Check as a readiness check. On error nothing is
+// left open.
+func Open(ctx context.Context, cfg Config, kcfg kafka.Config, codec *serde.Codec, log *slog.Logger, opts ...Option) (*Follower, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, app.ConfigError(fmt.Errorf("routes: %w", err))
+	}
+	f, err := NewFollower(kcfg, codec, log, append([]Option{WithTopic(cfg.Topic)}, opts...)...)
+	if err != nil {
+		return nil, err
+	}
+	lctx, cancel := context.WithTimeout(ctx, cfg.LoadTimeout)
+	defer cancel()
+	if err := f.Load(lctx); err != nil {
+		_ = f.Close(ctx) // Run never started: Close only closes the client
+		return nil, fmt.Errorf("loading the route table from %s: %w", cfg.Topic, err)
+	}
+	return f, nil
+}
+
 // Table returns the table the follower keeps current. It is empty until Load returned.
 func (f *Follower) Table() *route.Table { return &f.table }
 

@@ -433,3 +433,33 @@ func TestConfig(t *testing.T) {
 		t.Error("a negative load timeout validates")
 	}
 }
+
+func TestOpen(t *testing.T) {
+	brokers := kafkatest.NewCluster(t)
+	kcfg := kafka.Config{Brokers: brokers}
+	log := slog.New(slog.DiscardHandler)
+	for _, tt := range []struct {
+		name string
+		cfg  kafkaroute.Config
+		want string
+	}{
+		{"negative timeout", kafkaroute.Config{LoadTimeout: -time.Second}, "load timeout must not be negative"},
+		{"missing topic", kafkaroute.Config{Topic: "no.such.topic", LoadTimeout: 5 * time.Second}, "topic no.such.topic does not exist"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := kafkaroute.Open(t.Context(), tt.cfg, kcfg, codec(t), log); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Open error = %v, want %q", err, tt.want)
+			}
+		})
+	}
+	topic := kafkatest.TopicName(t, "mail.routes")
+	kafkatest.CreateTopic(t, brokers, topic, 1)
+	f, err := kafkaroute.Open(t.Context(), kafkaroute.Config{Topic: topic}, kcfg, codec(t), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close(t.Context()) //nolint:errcheck // Run never started, nothing to report
+	if f.Check(t.Context()) != nil || f.Topic() != topic {
+		t.Errorf("Open returned a follower that is not loaded or reads %s", f.Topic())
+	}
+}
