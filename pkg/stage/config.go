@@ -37,7 +37,9 @@ type Config struct {
 	// among running instances (two instances with one id fence each other) and should be stable
 	// across restarts of the same instance, so a restart fences and aborts what the crashed
 	// incarnation left open instead of waiting for its transaction timeout.
-	// Default Group + "-" + hostname (a pod name on Kubernetes).
+	// Default Group + "-" + hostname (a pod name on Kubernetes). Where host names change on
+	// restart (a Deployment rather than a StatefulSet), a crashed instance's open transaction
+	// holds its partitions until TransactionTimeout expires; lower TransactionTimeout there.
 	TransactionalID string `env:"TRANSACTIONAL_ID" usage:"transactional id, unique per instance (default <group>-<hostname>)"`
 	// InstanceID enables static group membership (KIP-345): a restart with the same id within
 	// SessionTimeout gets its partitions back without a rebalance. With it set, a graceful
