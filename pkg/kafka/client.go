@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,7 +22,9 @@ func NewClient(cfg Config, log *slog.Logger, extra ...kgo.Opt) (*kgo.Client, err
 	if err != nil {
 		return nil, fmt.Errorf("building kafka options: %w", err)
 	}
-	opts = append(opts, kgo.WithLogger(kslog.New(log)))
+	// franz-go logs every metadata refresh and assignment at info; at our info level that
+	// drowns the service's own lines, so its records pass only from warn up.
+	opts = append(opts, kgo.WithLogger(kslog.New(slog.New(minLevel{log.Handler(), slog.LevelWarn}))))
 	opts = append(opts, extra...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -48,4 +51,22 @@ func NewAdmin(cfg Config, log *slog.Logger, extra ...kgo.Opt) (*kadm.Client, err
 		return nil, err
 	}
 	return kadm.NewClient(cl), nil
+}
+
+// minLevel drops records below min before they reach the wrapped handler.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(as), h.min}
+}
+
+func (h minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{h.Handler.WithGroup(name), h.min}
 }
