@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/mailpipe/mailpipe/pkg/app"
@@ -10,6 +11,8 @@ import (
 	"github.com/mailpipe/mailpipe/pkg/ingest/httpd"
 	"github.com/mailpipe/mailpipe/pkg/ingest/smtpd"
 	"github.com/mailpipe/mailpipe/pkg/kafka"
+	"github.com/mailpipe/mailpipe/pkg/route/kafkaroute"
+	"github.com/mailpipe/mailpipe/pkg/route/routeingest"
 	"github.com/mailpipe/mailpipe/pkg/thread/redisthread"
 )
 
@@ -19,25 +22,50 @@ type IngressConfig struct {
 	Ingest ingest.Config `env:"INGEST"`
 	SMTP   smtpd.Config  `env:"SMTP"`
 	HTTP   httpd.Config  `env:"HTTP"`
+	// Routes: with MAILPIPE_ROUTES_ENABLED, recipients resolve against the route table on
+	// mail.routes.v1 (read to its end before intake starts, then followed live) instead of the
+	// MAILPIPE_INGEST_DOMAINS list; the two are exclusive.
+	Routes kafkaroute.Config `env:"ROUTES"`
 	// HTTPAddr serves POST /v1/messages; empty disables HTTP intake.
 	HTTPAddr string `env:"HTTP_ADDR" default:":8080" usage:"HTTP intake listen address (POST /v1/messages); empty disables"`
 }
 
-// Ingress builds the ingress actors: the SMTP server, the HTTP intake, and the producer they
-// share (closed last, after both front-ends stopped).
+// Ingress builds the ingress actors: the SMTP server, the HTTP intake, the producer they share
+// (closed after both front-ends stopped) and, with routes enabled, the route follower (stopped
+// last). With routes enabled it reads the route table before it returns, so intake never starts
+// on a partial table.
 func Ingress(ctx context.Context, cfg IngressConfig, d *Deps) ([]app.Actor, error) {
 	prod, err := kafka.NewProducer(cfg.Kafka, d.Log)
 	if err != nil {
 		return nil, fmt.Errorf("building the producer: %w", err)
 	}
 	opts := ingest.Options{Producer: prod, Codec: d.Codec, Logger: d.Log}
+	var routes *kafkaroute.Follower
+	cleanup := func() {
+		prod.Close()
+		if routes != nil {
+			_ = routes.Close(ctx) // Run never started: this only closes its client
+		}
+	}
+	if cfg.Routes.Enabled {
+		if len(cfg.Ingest.Domains) > 0 {
+			prod.Close()
+			return nil, app.ConfigError(errors.New("routes: MAILPIPE_ROUTES_ENABLED and MAILPIPE_INGEST_DOMAINS are exclusive; with routes, add a *@domain route for each domain instead"))
+		}
+		if routes, err = kafkaroute.Open(ctx, cfg.Routes, cfg.Kafka, d.Codec, d.Log); err != nil {
+			prod.Close()
+			return nil, err
+		}
+		opts.Router = routeingest.New(routes.Table())
+		d.Admin.Register("routes", routes.Check)
+	}
 	if d.Blobs != nil {
 		opts.Blobs = d.Blobs
 	}
 	if d.Redis != nil {
 		idx, err := redisthread.New(d.Redis)
 		if err != nil {
-			prod.Close()
+			cleanup()
 			return nil, fmt.Errorf("building the thread index: %w", err)
 		}
 		opts.ThreadIndex = idx
@@ -45,27 +73,31 @@ func Ingress(ctx context.Context, cfg IngressConfig, d *Deps) ([]app.Actor, erro
 	}
 	in, err := ingest.New(cfg.Ingest, opts)
 	if err != nil {
-		prod.Close()
+		cleanup()
 		return nil, app.ConfigError(fmt.Errorf("ingest: %w", err))
 	}
 	smtpSrv, err := smtpd.New(cfg.SMTP, in, d.Log)
 	if err != nil {
-		prod.Close()
+		cleanup()
 		return nil, app.ConfigError(fmt.Errorf("smtp: %w", err))
 	}
-	actors := []app.Actor{app.Hold("producer", func(ctx context.Context) error {
+	var actors []app.Actor
+	if routes != nil {
+		actors = append(actors, routes.Actor())
+	}
+	actors = append(actors, app.Hold("producer", func(ctx context.Context) error {
 		defer prod.Close()
 		return prod.Flush(ctx)
-	}), smtpSrv.Actor()}
+	}), smtpSrv.Actor())
 	if cfg.HTTPAddr != "" {
 		h, err := httpd.New(cfg.HTTP, in, d.Log)
 		if err != nil {
-			prod.Close()
+			cleanup()
 			return nil, app.ConfigError(fmt.Errorf("http: %w", err))
 		}
 		a, _, err := httpActor(ctx, "http-intake", cfg.HTTPAddr, h, d.Log)
 		if err != nil {
-			prod.Close()
+			cleanup()
 			return nil, err
 		}
 		actors = append(actors, a)
