@@ -72,8 +72,10 @@ func orEmpty(l []string) []string {
 type Entry struct {
 	Spec Spec
 	// Line is the line where the entry starts.
-	Line  int
-	lines map[string]int
+	Line int
+	// Malformed is set when the entry is not a mapping; Spec is then empty.
+	Malformed bool
+	lines     map[string]int
 }
 
 // LineOf returns the line of field in the file ("tenant", "crm_targets[1]"), falling back to
@@ -115,6 +117,10 @@ func specFields() []string {
 // It checks the file's shape (a list of mappings, known field names, value types) and reports
 // every problem found with its entry index and line; the routes themselves are checked by
 // [Snapshot.ValidateBatch]. The error is a [*ValidationError].
+//
+// When the file is a list, entries holds one Entry per item even when err is not nil: what could
+// be decoded, with Malformed set on items that are not mappings. Callers can then check the routes
+// as well and report every problem of the file at once.
 func DecodeYAML(data []byte) ([]Entry, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
@@ -135,6 +141,7 @@ func DecodeYAML(data []byte) ([]Entry, error) {
 		entries[i] = Entry{Line: item.Line, lines: map[string]int{}}
 		if item.Kind != yaml.MappingNode {
 			ps = append(ps, Problem{Index: i, Line: item.Line, Detail: "a route must be a mapping of fields (pattern: …, tenant: …)"})
+			entries[i].Malformed = true
 			continue
 		}
 		for k := 0; k+1 < len(item.Content); k += 2 {
@@ -168,10 +175,7 @@ func DecodeYAML(data []byte) ([]Entry, error) {
 		}
 		entries[i].Spec.UpdatedAt = nil // written by the store, never taken from a file
 	}
-	if err := validationError(ps); err != nil {
-		return nil, err
-	}
-	return entries, nil
+	return entries, validationError(ps)
 }
 
 // yamlLine splits yaml.v3's "line N: message" into N and the message.

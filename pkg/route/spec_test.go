@@ -120,3 +120,18 @@ func TestSpecRoundTrip(t *testing.T) {
 		t.Errorf("JSON = %s\nwant %s", j, want)
 	}
 }
+
+// A file with shape problems still yields its entries, so the routes can be checked too and every
+// problem reported at once.
+func TestDecodeYAMLKeepsEntriesOnError(t *testing.T) {
+	entries, err := route.DecodeYAML([]byte("- just a string\n- pattern: a@b.example\n  tennant: t\n  max_size: ten\n"))
+	if !errors.Is(err, route.ErrInvalid) {
+		t.Fatalf("error = %v, want ErrInvalid", err)
+	}
+	if len(entries) != 2 || !entries[0].Malformed || entries[1].Malformed || entries[1].Spec.Pattern != "a@b.example" {
+		t.Fatalf("entries = %+v", entries)
+	}
+	if _, err := route.DecodeYAML([]byte("pattern: a@b.example\n")); err == nil {
+		t.Fatal("a mapping at the top level decodes")
+	}
+}
