@@ -270,7 +270,11 @@ func (f *Follower) endOffsets(ctx context.Context) (map[int32]int64, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing the start offsets of %s: %w", f.topic, err)
 	}
-	if err := errors.Join(ends.Error(), starts.Error()); err != nil {
+	err = ends.Error()
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
 		if errors.Is(err, kerr.UnknownTopicOrPartition) {
 			return nil, fmt.Errorf("reading the route table: topic %s does not exist (create it with `mailpipe topics apply`): %w", f.topic, err)
 		}
