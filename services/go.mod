@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/mailpipe/mailpipe/pkg v0.0.0
 	github.com/twmb/franz-go v1.22.2
+	go.yaml.in/yaml/v3 v3.0.5
 )
 
 require (

@@ -21,6 +21,7 @@ commands:
   send FILE...   send raw RFC 5322 messages over SMTP (or HTTP with --http)
   tail TOPIC     decode a topic's records to JSON lines
   topics apply   create missing topics and set their configs
+  routes         add, list, show, rm or import address routes (mail.routes.v1)
 
 Run 'mailpipe <command> -h' for a command's flags.`
 
@@ -40,6 +41,8 @@ func run(ctx context.Context, env app.Env) error {
 		return runTail(ctx, env)
 	case "topics":
 		return runTopics(ctx, env)
+	case "routes":
+		return runRoutes(ctx, env)
 	case "help", "-h", "--help":
 		fmt.Fprintln(env.Stdout, usage)
 		return nil
