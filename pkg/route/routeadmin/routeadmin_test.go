@@ -90,7 +90,7 @@ func newServer(t *testing.T, load bool, prod kafkaroute.Producer) http.Handler {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := admin.New("127.0.0.1:0", log)
+	srv, err := admin.New(t.Context(), "127.0.0.1:0", log)
 	if err != nil {
 		t.Fatal(err)
 	}
