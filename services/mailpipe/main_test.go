@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -22,7 +21,7 @@ func testEnv(args ...string) (app.Env, *bytes.Buffer, *bytes.Buffer) {
 		Args:   args,
 		Stdout: &out,
 		Stderr: &errs,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger: slog.New(slog.DiscardHandler),
 	}, &out, &errs
 }
 
@@ -69,8 +68,10 @@ func TestTailDecodesOrExplains(t *testing.T) {
 	if good.Error != "" || good.Value.(map[string]any)["tenant"] != "acme" {
 		t.Fatalf("decoded line = %+v", good)
 	}
-	bad := decodeLine(t.Context(), codec, &kgo.Record{Topic: "mail.dlq.v1", Value: []byte("not avro"),
-		Headers: []kgo.RecordHeader{{Key: "mailpipe.dlq.stage", Value: []byte("parser")}}})
+	bad := decodeLine(t.Context(), codec, &kgo.Record{
+		Topic: "mail.dlq.v1", Value: []byte("not avro"),
+		Headers: []kgo.RecordHeader{{Key: "mailpipe.dlq.stage", Value: []byte("parser")}},
+	})
 	if bad.Error == "" || bad.Headers["mailpipe.dlq.stage"] != "parser" {
 		t.Fatalf("undecodable line = %+v", bad)
 	}
