@@ -12,6 +12,7 @@ import (
 	"github.com/mailpipe/mailpipe/pkg/ingest/smtpd"
 	"github.com/mailpipe/mailpipe/pkg/kafka"
 	"github.com/mailpipe/mailpipe/pkg/route/kafkaroute"
+	"github.com/mailpipe/mailpipe/pkg/route/routeadmin"
 	"github.com/mailpipe/mailpipe/pkg/route/routeingest"
 	"github.com/mailpipe/mailpipe/pkg/thread/redisthread"
 )
@@ -58,6 +59,19 @@ func Ingress(ctx context.Context, cfg IngressConfig, d *Deps) ([]app.Actor, erro
 		}
 		opts.Router = routeingest.New(routes.Table())
 		d.Admin.Register("routes", routes.Check)
+		// The route admin API (/v1/routes) rides on the admin port, which is operator-only:
+		// it has no authentication of its own.
+		store, err := kafkaroute.NewStore(kafkaroute.StoreOptions{Producer: prod, Codec: d.Codec, Follower: routes, Logger: d.Log})
+		if err != nil {
+			cleanup()
+			return nil, fmt.Errorf("building the route store: %w", err)
+		}
+		api, err := routeadmin.New(store, d.Log)
+		if err != nil {
+			cleanup()
+			return nil, fmt.Errorf("building the route admin API: %w", err)
+		}
+		api.Register(d.Admin)
 	}
 	if d.Blobs != nil {
 		opts.Blobs = d.Blobs
