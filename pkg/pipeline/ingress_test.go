@@ -54,7 +54,10 @@ func TestIngressMountsRouteAdminAPI(t *testing.T) {
 	defer func() {
 		cancel()
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				t.Errorf("ingress stopped with %v", err)
+			}
 		case <-time.After(30 * time.Second):
 			t.Error("ingress did not stop")
 		}
