@@ -41,6 +41,8 @@ type Raw struct {
 	Tenant string `avro:"tenant" json:"tenant"`
 	// Id of the route the recipient address resolved to; empty if routes are not configured.
 	RouteID string `avro:"route_id" json:"route_id"`
+	// Plus-address tag of the recipient (the part after '+' in local+tag@domain) the route resolved; empty if none.
+	RouteTag string `avro:"route_tag" json:"route_tag"`
 	// Thread key computed from the headers (also the Kafka record key).
 	ThreadKey string `avro:"thread_key" json:"thread_key"`
 	// Normalized Message-ID; empty if the message had none.
@@ -139,6 +141,8 @@ type Parsed struct {
 	Tenant string `avro:"tenant" json:"tenant"`
 	// Id of the route the recipient address resolved to.
 	RouteID string `avro:"route_id" json:"route_id"`
+	// Plus-address tag of the recipient (the part after '+' in local+tag@domain) the route resolved; empty if none.
+	RouteTag string `avro:"route_tag" json:"route_tag"`
 	// When ingress accepted the message (UTC).
 	ReceivedAt time.Time `avro:"received_at" json:"received_at"`
 	// When the parser produced this record (UTC).

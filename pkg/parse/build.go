@@ -28,6 +28,7 @@ func (p *Parser) build(in *events.Raw, key, raw []byte, m *mime.Message, refs ma
 		ThreadKey:   in.ThreadKey,
 		Tenant:      in.Tenant,
 		RouteID:     in.RouteID,
+		RouteTag:    in.RouteTag,
 		ReceivedAt:  in.ReceivedAt.UTC(),
 		ParsedAt:    p.opts.now().UTC(),
 		Envelope:    in.Envelope,

@@ -106,6 +106,7 @@ func rawEvent(msg string) *events.Raw {
 		},
 		Tenant:    "acme",
 		RouteID:   "r1",
+		RouteTag:  "acme",
 		ThreadKey: "root@example.com",
 		Size:      int64(len(b)),
 		Sha256:    hex.EncodeToString(sum[:]),
@@ -187,7 +188,7 @@ func TestHandleParsesAndStoresAttachments(t *testing.T) {
 	if string(out[0].Key) != "root@example.com" || len(out[0].Headers) != 1 || out[0].Headers[0].Key != "traceparent" {
 		t.Errorf("output key %q headers %v; want the input's", out[0].Key, out[0].Headers)
 	}
-	if got.ID != in.ID || got.Tenant != "acme" || got.RouteID != "r1" || got.ThreadKey != "root@example.com" ||
+	if got.ID != in.ID || got.Tenant != "acme" || got.RouteID != "r1" || got.RouteTag != "acme" || got.ThreadKey != "root@example.com" ||
 		!got.ReceivedAt.Equal(receivedAt) || !got.ParsedAt.Equal(parsedAt) || got.Envelope.ClientIP != "192.0.2.7" {
 		t.Errorf("copied fields wrong: %+v", got)
 	}
