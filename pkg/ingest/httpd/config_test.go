@@ -22,14 +22,16 @@ func TestConfigFromEnv(t *testing.T) {
 			name: "every variable",
 			env: map[string]string{
 				"MAILPIPE_HTTP_API_KEY_SHA256": a + "," + b,
+				"MAILPIPE_HTTP_API_KEYS":       "acme:" + a + ", globex:" + b,
+				"MAILPIPE_HTTP_API_KEYS_FILE":  "/dev/null",
 				"MAILPIPE_HTTP_MAX_BODY_BYTES": "1048576",
 				"MAILPIPE_HTTP_MAX_RECIPIENTS": "5",
 				"MAILPIPE_HTTP_ACCEPT_TIMEOUT": "10s",
 				"MAILPIPE_HTTP_RETRY_AFTER":    "1m",
 			},
 			want: httpd.Config{
-				APIKeySHA256: []string{a, b}, MaxBodyBytes: 1 << 20, MaxRecipients: 5,
-				AcceptTimeout: 10 * time.Second, RetryAfter: time.Minute,
+				APIKeySHA256: []string{a, b}, APIKeys: []string{"acme:" + a, "globex:" + b}, APIKeysFile: "/dev/null",
+				MaxBodyBytes: 1 << 20, MaxRecipients: 5, AcceptTimeout: 10 * time.Second, RetryAfter: time.Minute,
 			},
 		},
 	} {

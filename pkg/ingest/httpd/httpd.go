@@ -1,20 +1,7 @@
-// Package httpd is the HTTP front-end of ingress: POST /v1/messages takes one raw RFC 5322
-// message and hands it to the ingest use case.
-//
-// The envelope comes from query parameters or headers (mail_from, rcpt_to), the caller
-// authenticates with an API key (Authorization: Bearer <key>), and the handler answers
-// 202 {"id": …, "thread_key": …} only after ingest recorded the message on mail.raw.v1.
-// Errors are RFC 9457 problem details (application/problem+json): 401 bad or missing key,
-// 400 bad envelope or message, 413 too large, 503 (with Retry-After) when the message could not
-// be recorded and the caller should retry.
 package httpd
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -28,13 +15,14 @@ import (
 
 	"github.com/mailpipe/mailpipe/pkg/events"
 	"github.com/mailpipe/mailpipe/pkg/ingest"
+	"github.com/mailpipe/mailpipe/pkg/mailid"
 )
 
-// Path is the endpoint the handler serves.
+// Path is the raw-message endpoint.
 const Path = "/v1/messages"
 
-// Request parameters. Each is read from the query string first, then from the header of the
-// same meaning; rcpt_to may repeat and may hold a comma-separated list.
+// Request parameters of [Path]. Each is read from the query string first, then from the header
+// of the same meaning; rcpt_to may repeat and may hold a comma-separated list.
 const (
 	ParamMailFrom  = "mail_from"
 	ParamRcptTo    = "rcpt_to"
@@ -42,124 +30,26 @@ const (
 	HeaderRcptTo   = "Rcpt-To"
 )
 
-// Environment variable names of [Config], relative to the prefix the service gives the section
-// (the ingress service reads them as MAILPIPE_HTTP_<NAME>).
-const (
-	EnvAPIKeySHA256  = "API_KEY_SHA256"
-	EnvMaxBodyBytes  = "MAX_BODY_BYTES"
-	EnvMaxRecipients = "MAX_RECIPIENTS"
-	EnvAcceptTimeout = "ACCEPT_TIMEOUT"
-	EnvRetryAfter    = "RETRY_AFTER"
-)
-
-// Defaults of [Config].
-const (
-	DefaultMaxBodyBytes  = 25 << 20 // as smtpd's DefaultMaxMessageBytes
-	DefaultMaxRecipients = 100
-	DefaultAcceptTimeout = 30 * time.Second
-	DefaultRetryAfter    = 30 * time.Second
-)
-
-// Config configures the handler. Zero fields take the defaults.
-type Config struct {
-	// APIKeySHA256 are the accepted API keys, each as the lower- or upper-case hex SHA-256 of
-	// the key, so the configuration (ConfigMap, env dump) never holds a usable secret. Several
-	// entries allow rotation. Empty means every request is refused with 401.
-	APIKeySHA256 []string `env:"API_KEY_SHA256" usage:"hex sha256 of each accepted API key, comma-separated"`
-	// MaxBodyBytes bounds the request body; larger requests get 413. Default 25 MiB.
-	MaxBodyBytes int64 `env:"MAX_BODY_BYTES" default:"26214400" usage:"largest message accepted over HTTP, bytes"`
-	// MaxRecipients bounds rcpt_to entries; more get 400. Default 100.
-	MaxRecipients int `env:"MAX_RECIPIENTS" default:"100" usage:"recipients per HTTP request"`
-	// AcceptTimeout bounds recording one message (claim check plus produce) beyond the
-	// request's own context. Default 30s.
-	AcceptTimeout time.Duration `env:"ACCEPT_TIMEOUT" default:"30s" usage:"deadline for recording one message"`
-	// RetryAfter is sent with 503 so clients back off. Default 30s.
-	RetryAfter time.Duration `env:"RETRY_AFTER" default:"30s" usage:"Retry-After sent with 503"`
-}
-
-// DefaultConfig returns the defaults, with no API keys.
-func DefaultConfig() Config {
-	return Config{
-		MaxBodyBytes:  DefaultMaxBodyBytes,
-		MaxRecipients: DefaultMaxRecipients,
-		AcceptTimeout: DefaultAcceptTimeout,
-		RetryAfter:    DefaultRetryAfter,
-	}
-}
-
-func (c Config) withDefaults() Config {
-	d := DefaultConfig()
-	if c.MaxBodyBytes == 0 {
-		c.MaxBodyBytes = d.MaxBodyBytes
-	}
-	if c.MaxRecipients == 0 {
-		c.MaxRecipients = d.MaxRecipients
-	}
-	if c.AcceptTimeout == 0 {
-		c.AcceptTimeout = d.AcceptTimeout
-	}
-	if c.RetryAfter == 0 {
-		c.RetryAfter = d.RetryAfter
-	}
-	return c
-}
-
-// Validate checks the configuration after defaults are applied; the error joins every problem.
-func (c Config) Validate() error {
-	c = c.withDefaults()
-	var errs []error
-	if _, err := parseKeyHashes(c.APIKeySHA256); err != nil {
-		errs = append(errs, err)
-	}
-	if c.MaxBodyBytes < 0 {
-		errs = append(errs, errors.New("max body bytes must not be negative"))
-	}
-	if c.MaxRecipients < 0 {
-		errs = append(errs, errors.New("max recipients must not be negative"))
-	}
-	if c.AcceptTimeout < 0 || c.RetryAfter < 0 {
-		errs = append(errs, errors.New("timeouts must not be negative"))
-	}
-	return errors.Join(errs...)
-}
-
-func parseKeyHashes(hexes []string) ([][]byte, error) {
-	var out [][]byte
-	var errs []error
-	for i, h := range hexes {
-		b, err := hex.DecodeString(strings.TrimSpace(h))
-		if err != nil || len(b) != sha256.Size {
-			errs = append(errs, fmt.Errorf("api key sha256 #%d is not 64 hex digits", i+1))
-			continue
-		}
-		out = append(out, b)
-	}
-	return out, errors.Join(errs...)
-}
-
-// HashKey returns the hex SHA-256 of an API key, the form [Config].APIKeySHA256 takes
-// (`printf %s "$KEY" | sha256sum` gives the same).
-func HashKey(key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return hex.EncodeToString(sum[:])
-}
-
 // Accepter is what the handler needs from the ingest use case; *ingest.Ingester fits.
 type Accepter interface {
 	// Accept records one message; see ingest.Ingester.Accept for the error contract.
 	Accept(ctx context.Context, env events.Envelope, raw []byte) (ingest.Result, error)
+	// Resolve reports the route of a recipient, false for an address not received here. The
+	// handler uses it to check the credential's tenant before reading the message.
+	Resolve(rcpt string) (ingest.Route, bool)
 }
 
 type handler struct {
-	cfg  Config
-	keys [][]byte
-	acc  Accepter
-	log  *slog.Logger
+	cfg   Config
+	creds credentials
+	acc   Accepter
+	log   *slog.Logger
 }
 
-// New returns the handler for POST /v1/messages (it answers 404 for other paths and 405 for
-// other methods, so it can be mounted at "/" or at [Path]). It fails on an invalid Config, a nil
-// accepter or a nil logger. The handler is safe for concurrent use.
+// New returns the handler for the endpoints in the package doc; it answers 404 for other paths
+// and 405 for other methods, so it can be mounted at "/". It fails on an invalid Config
+// (including unreadable credential files), a nil accepter or a nil logger. Credential files are
+// read once, here. The handler is safe for concurrent use.
 func New(cfg Config, acc Accepter, log *slog.Logger) (http.Handler, error) {
 	cfg = cfg.withDefaults()
 	var errs []error
@@ -169,95 +59,152 @@ func New(cfg Config, acc Accepter, log *slog.Logger) (http.Handler, error) {
 	if log == nil {
 		errs = append(errs, errors.New("logger is required"))
 	}
-	errs = append(errs, cfg.Validate())
+	creds, err := cfg.credentials()
+	errs = append(errs, err, cfg.Validate())
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("configuring http intake: %w", err)
 	}
-	keys, _ := parseKeyHashes(cfg.APIKeySHA256) // validated above
-	return &handler{cfg: cfg, keys: keys, acc: acc, log: log}, nil
+	return &handler{cfg: cfg, creds: creds, acc: acc, log: log}, nil
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != Path {
-		writeProblem(w, http.StatusNotFound, "not-found", "Not found", "the only endpoint is POST "+Path)
+	switch r.URL.Path {
+	case Path:
+		h.postMessage(w, r)
+	default:
+		writeProblem(w, problem{http.StatusNotFound, ProblemNotFound, "Not found", "POST " + Path + " takes a raw message"})
+	}
+}
+
+// postMessage serves [Path].
+func (h *handler) postMessage(w http.ResponseWriter, r *http.Request) {
+	if !allowPost(w, r) {
 		return
 	}
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		writeProblem(w, http.StatusMethodNotAllowed, "method-not-allowed", "Method not allowed", "use POST")
-		return
-	}
-	if !h.authorized(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="mailpipe"`)
-		writeProblem(w, http.StatusUnauthorized, "unauthorized", "Unauthorized", "missing or unknown API key")
+	tenant, ok := lookupKey(h.creds.apiKeys, bearerKey(r))
+	if !ok {
+		unauthorized(w, `Bearer realm="mailpipe"`, "missing or unknown API key")
 		return
 	}
 	env, err := h.envelope(r)
 	if err != nil {
-		writeProblem(w, http.StatusBadRequest, "bad-envelope", "Bad envelope", err.Error())
+		h.fail(w, problem{http.StatusBadRequest, ProblemBadEnvelope, "Bad envelope", err.Error()})
 		return
+	}
+	if p := h.authorize(tenant, env.RcptTo); p != nil {
+		h.fail(w, *p)
+		return
+	}
+	raw, p := h.readBody(w, r)
+	if p != nil {
+		h.fail(w, *p)
+		return
+	}
+	res, p := h.record(r, env, raw)
+	if p != nil {
+		h.fail(w, *p)
+		return
+	}
+	writeAccepted(w, http.StatusAccepted, res)
+}
+
+func allowPost(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodPost {
+		return true
+	}
+	w.Header().Set("Allow", http.MethodPost)
+	writeProblem(w, problem{http.StatusMethodNotAllowed, ProblemMethodNotAllowed, "Method not allowed", "use POST"})
+	return false
+}
+
+func unauthorized(w http.ResponseWriter, challenge, detail string) {
+	w.Header().Set("WWW-Authenticate", challenge)
+	writeProblem(w, problem{http.StatusUnauthorized, ProblemUnauthorized, "Unauthorized", detail})
+}
+
+// authorize resolves every recipient and checks that a credential of tenant may deliver to it.
+// Accept resolves again when it records; a route changed in between is the route recorded.
+func (h *handler) authorize(tenant string, rcpts []string) *problem {
+	for _, rcpt := range rcpts {
+		rt, ok := h.acc.Resolve(mailid.Address(rcpt))
+		if !ok {
+			return &problem{http.StatusBadRequest, ProblemNoRoute, "Unknown recipient", rcpt + " is not an address mail is received for"}
+		}
+		if !permits(tenant, rt) {
+			// The recipient's tenant is not named: the caller has no business knowing it.
+			return &problem{
+				http.StatusForbidden, ProblemForbidden, "Recipient of another tenant",
+				fmt.Sprintf("the credential of tenant %s may not deliver to %s", tenant, rcpt),
+			}
+		}
+	}
+	return nil
+}
+
+// readBody reads the whole request body through the configured limit.
+func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *problem) {
+	tooLarge := &problem{
+		http.StatusRequestEntityTooLarge, ProblemTooLarge, "Message too large",
+		fmt.Sprintf("the request body is larger than %d bytes", h.cfg.MaxBodyBytes),
 	}
 	if r.ContentLength > h.cfg.MaxBodyBytes {
-		writeProblem(w, http.StatusRequestEntityTooLarge, "too-large", "Message too large",
-			fmt.Sprintf("the message is larger than %d bytes", h.cfg.MaxBodyBytes))
-		return
+		return nil, tooLarge
 	}
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeProblem(w, http.StatusRequestEntityTooLarge, "too-large", "Message too large",
-				fmt.Sprintf("the message is larger than %d bytes", h.cfg.MaxBodyBytes))
-			return
+		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+			return nil, tooLarge
 		}
-		writeProblem(w, http.StatusBadRequest, "bad-body", "Unreadable body", "the request body could not be read")
-		return
+		return nil, &problem{http.StatusBadRequest, ProblemBadBody, "Unreadable body", "the request body could not be read"}
 	}
-	if len(raw) == 0 {
-		writeProblem(w, http.StatusBadRequest, "empty-message", "Empty message", "the body must be an RFC 5322 message")
-		return
+	if len(b) == 0 {
+		return nil, &problem{http.StatusBadRequest, ProblemEmptyMessage, "Empty message", "the body must be an RFC 5322 message"}
 	}
+	return b, nil
+}
 
+// record hands the message to ingest and maps its error to the answer.
+func (h *handler) record(r *http.Request, env events.Envelope, raw []byte) (ingest.Result, *problem) {
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.AcceptTimeout)
 	defer cancel()
 	res, err := h.acc.Accept(ctx, env, raw)
 	switch {
 	case err == nil:
-		writeJSON(w, http.StatusAccepted, acceptedBody{ID: res.ID, ThreadKey: res.ThreadKey, Duplicate: res.Duplicate})
+		return res, nil
 	case errors.Is(err, ingest.ErrTooLarge):
-		writeProblem(w, http.StatusRequestEntityTooLarge, "too-large", "Message too large", err.Error())
+		return res, &problem{http.StatusRequestEntityTooLarge, ProblemTooLarge, "Message too large", err.Error()}
 	case errors.Is(err, ingest.ErrNoRoute):
-		writeProblem(w, http.StatusBadRequest, "no-route", "Unknown recipient", err.Error())
+		return res, &problem{http.StatusBadRequest, ProblemNoRoute, "Unknown recipient", err.Error()}
 	case errors.Is(err, ingest.ErrInvalid):
-		writeProblem(w, http.StatusBadRequest, "invalid-message", "Invalid message", err.Error())
-	default:
-		if errors.Is(err, ingest.ErrInFlight) {
-			// The client retried while its first attempt is still being recorded: not a fault.
-			h.log.InfoContext(r.Context(), "deferred http retry of a message still being recorded", slog.String("client_ip", env.ClientIP))
-		} else {
-			h.log.ErrorContext(r.Context(), "could not record http message, answered 503",
-				slog.String("client_ip", env.ClientIP), slog.Int("size", len(raw)), slog.String("error", err.Error()))
-		}
-		w.Header().Set("Retry-After", strconv.Itoa(int(h.cfg.RetryAfter.Round(time.Second)/time.Second)))
-		writeProblem(w, http.StatusServiceUnavailable, "unavailable", "Not recorded, retry later",
-			"the message could not be recorded; nothing was stored, retry the same request")
+		return res, &problem{http.StatusBadRequest, ProblemInvalidMessage, "Invalid message", err.Error()}
 	}
+	if errors.Is(err, ingest.ErrInFlight) {
+		// The client retried while its first attempt is still being recorded: not a fault.
+		h.log.InfoContext(r.Context(), "deferred http retry of a message still being recorded",
+			slog.String("path", r.URL.Path), slog.String("client_ip", env.ClientIP))
+	} else {
+		h.log.ErrorContext(r.Context(), "could not record http message, answered 503", slog.String("path", r.URL.Path),
+			slog.String("client_ip", env.ClientIP), slog.Int("size", len(raw)), slog.String("error", err.Error()))
+	}
+	return res, h.unavailable("the message could not be recorded; nothing was stored, retry the same request")
 }
 
-// authorized compares the SHA-256 of the presented key with every configured hash in constant
-// time. Hashing first makes the comparison length-independent; checking all entries without an
-// early return keeps the time independent of which entry matched.
-func (h *handler) authorized(r *http.Request) bool {
-	scheme, key, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || key == "" {
-		return false
+// unavailable is the 503 answer; fail adds Retry-After.
+func (h *handler) unavailable(detail string) *problem {
+	return &problem{http.StatusServiceUnavailable, ProblemUnavailable, "Not recorded, retry later", detail}
+}
+
+// fail writes p, with Retry-After on a 503 so clients back off.
+func (h *handler) fail(w http.ResponseWriter, p problem) {
+	if p.status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", retryAfterSeconds(h.cfg.RetryAfter))
 	}
-	sum := sha256.Sum256([]byte(strings.TrimSpace(key)))
-	match := 0
-	for _, k := range h.keys {
-		match |= subtle.ConstantTimeCompare(sum[:], k)
-	}
-	return match == 1
+	writeProblem(w, p)
+}
+
+// writeAccepted answers a recorded (or duplicate) message.
+func writeAccepted(w http.ResponseWriter, status int, res ingest.Result) {
+	writeJSON(w, status, acceptedBody{ID: res.ID, ThreadKey: res.ThreadKey, Duplicate: res.Duplicate})
 }
 
 // envelope reads mail_from and rcpt_to from the query, falling back to the headers.
@@ -271,31 +218,37 @@ func (h *handler) envelope(r *http.Request) (events.Envelope, error) {
 	if len(rawRcpts) == 0 {
 		rawRcpts = r.Header.Values(HeaderRcptTo)
 	}
+	return h.buildEnvelope(r, from, rawRcpts, ParamMailFrom, ParamRcptTo)
+}
+
+// buildEnvelope checks the sender and the recipients (each value may be a comma-separated
+// list) and returns the envelope; fromName and rcptName name the fields in errors.
+func (h *handler) buildEnvelope(r *http.Request, from string, rcptValues []string, fromName, rcptName string) (events.Envelope, error) {
 	env := events.Envelope{ClientIP: clientIP(r), Source: "http"}
 	from = strings.Trim(strings.TrimSpace(from), "<>")
 	if from != "" { // empty is the null sender, as in SMTP
 		if err := checkAddr(from); err != nil {
-			return env, fmt.Errorf("%s: %w", ParamMailFrom, err)
+			return env, fmt.Errorf("%s: %w", fromName, err)
 		}
 	}
 	env.MailFrom = from
-	for _, v := range rawRcpts {
-		for _, a := range strings.Split(v, ",") {
+	for _, v := range rcptValues {
+		for a := range strings.SplitSeq(v, ",") {
 			a = strings.Trim(strings.TrimSpace(a), "<>")
 			if a == "" {
 				continue
 			}
 			if err := checkAddr(a); err != nil {
-				return env, fmt.Errorf("%s: %w", ParamRcptTo, err)
+				return env, fmt.Errorf("%s: %w", rcptName, err)
 			}
 			env.RcptTo = append(env.RcptTo, a)
 		}
 	}
 	if len(env.RcptTo) == 0 {
-		return env, fmt.Errorf("%s is required", ParamRcptTo)
+		return env, fmt.Errorf("%s is required", rcptName)
 	}
 	if len(env.RcptTo) > h.cfg.MaxRecipients {
-		return env, fmt.Errorf("%s: %d recipients, at most %d", ParamRcptTo, len(env.RcptTo), h.cfg.MaxRecipients)
+		return env, fmt.Errorf("%s: %d recipients, at most %d", rcptName, len(env.RcptTo), h.cfg.MaxRecipients)
 	}
 	return env, nil
 }
@@ -325,28 +278,7 @@ type acceptedBody struct {
 	Duplicate bool   `json:"duplicate,omitempty"`
 }
 
-// Problem is an RFC 9457 problem details object as this endpoint writes it.
-type Problem struct {
-	Type   string `json:"type"`
-	Title  string `json:"title"`
-	Status int    `json:"status"`
-	Detail string `json:"detail,omitempty"`
-}
-
-// ProblemTypeBase prefixes every problem type this endpoint writes ("urn:mailpipe:problem:too-large").
-// The types are identifiers for clients to branch on, not documents to fetch (RFC 9457 3.1.1).
-const ProblemTypeBase = "urn:mailpipe:problem:"
-
-func writeProblem(w http.ResponseWriter, status int, typ, title, detail string) {
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(Problem{Type: ProblemTypeBase + typ, Title: title, Status: status, Detail: detail})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+// retryAfterSeconds is the Retry-After value for d, at least one second.
+func retryAfterSeconds(d time.Duration) string {
+	return strconv.Itoa(max(1, int(d.Round(time.Second)/time.Second)))
 }

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -20,9 +22,21 @@ import (
 	"github.com/mailpipe/mailpipe/pkg/ingest/httpd"
 )
 
-const apiKey = "mp_test_0123456789abcdef"
+const (
+	apiKey   = "mp_test_0123456789abcdef" // tenant default (legacy list)
+	acmeKey  = "mp_acme_0123456789abcdef" // tenant acme
+	acmeKey2 = "mp_acme_rotated"          // tenant acme, second key
+)
 
-// fakeAccepter records calls and answers with res/err.
+// Recipients of the fake route table (see fakeAccepter.Resolve).
+const (
+	rcptDefault = "support@in.example.com"   // domain fallback: tenant default, no route id
+	rcptAcme    = "support@acme.example.com" // route "acme-support" of tenant acme
+	rcptGlobex  = "sales@globex.example.com" // route "globex-sales" of tenant globex
+)
+
+// fakeAccepter records calls and answers with res/err. It resolves by domain: in.example.com
+// is the domain fallback, acme.example.com and globex.example.com are routes of those tenants.
 type fakeAccepter struct {
 	mu    sync.Mutex
 	res   ingest.Result
@@ -41,12 +55,39 @@ func (f *fakeAccepter) Accept(_ context.Context, env events.Envelope, raw []byte
 	return f.res, f.err
 }
 
-func newHandler(t *testing.T, cfg httpd.Config, acc httpd.Accepter) http.Handler {
-	t.Helper()
+func (f *fakeAccepter) Resolve(rcpt string) (ingest.Route, bool) {
+	_, domain, _ := strings.Cut(rcpt, "@")
+	switch domain {
+	case "in.example.com":
+		return ingest.Route{Tenant: ingest.DefaultTenant}, true
+	case "acme.example.com":
+		return ingest.Route{ID: "acme-support", Tenant: "acme"}, true
+	case "globex.example.com":
+		return ingest.Route{ID: "globex-sales", Tenant: "globex"}, true
+	}
+	return ingest.Route{}, false
+}
+
+func (f *fakeAccepter) callCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls
+}
+
+// testConfig holds every credential the tests use unless a test sets its own.
+func testConfig(cfg httpd.Config) httpd.Config {
 	if cfg.APIKeySHA256 == nil {
 		cfg.APIKeySHA256 = []string{httpd.HashKey("old-key"), strings.ToUpper(httpd.HashKey(apiKey))}
 	}
-	h, err := httpd.New(cfg, acc, slog.New(slog.DiscardHandler))
+	if cfg.APIKeys == nil {
+		cfg.APIKeys = []string{"acme:" + httpd.HashKey(acmeKey), " acme : " + httpd.HashKey(acmeKey2), "globex:" + httpd.HashKey("globex-key")}
+	}
+	return cfg
+}
+
+func newHandler(t *testing.T, cfg httpd.Config, acc httpd.Accepter) http.Handler {
+	t.Helper()
+	h, err := httpd.New(testConfig(cfg), acc, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,13 +96,53 @@ func newHandler(t *testing.T, cfg httpd.Config, acc httpd.Accepter) http.Handler
 
 const msg = "From: ann@example.org\r\nSubject: hi\r\nMessage-ID: <m1@example.org>\r\n\r\nbody\r\n"
 
-func TestPostMessage(t *testing.T) {
-	type want struct {
-		status  int
-		problem string // problem type suffix; "" for 202
-		calls   int
+var okResult = ingest.Result{ID: "01JB6Y2M3Q7V00000000000000", ThreadKey: "m1@example.org"}
+
+// want is the expected answer of one request.
+type want struct {
+	status  int
+	problem string // problem type suffix; "" for success
+	calls   int    // Accept calls
+}
+
+// checkAnswer reads res and checks it against w: a success body with the result's id and
+// thread key, or a problem+json body of the given type and status.
+func checkAnswer(t *testing.T, res *http.Response, w want) {
+	t.Helper()
+	defer func() { _ = res.Body.Close() }()
+	body, _ := io.ReadAll(res.Body)
+	if res.StatusCode != w.status {
+		t.Fatalf("status = %d, want %d; body %s", res.StatusCode, w.status, body)
 	}
-	ok := ingest.Result{ID: "01JB6Y2M3Q7V00000000000000", ThreadKey: "m1@example.org"}
+	if w.problem == "" {
+		var got map[string]any
+		if err := json.Unmarshal(body, &got); err != nil {
+			t.Fatalf("body %s: %v", body, err)
+		}
+		if got["id"] != okResult.ID || got["thread_key"] != okResult.ThreadKey || res.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("body = %s (%s), want id and thread_key of the result", body, res.Header.Get("Content-Type"))
+		}
+		return
+	}
+	var p httpd.Problem
+	if err := json.Unmarshal(body, &p); err != nil {
+		t.Fatalf("body %s: %v", body, err)
+	}
+	if ct := res.Header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Errorf("content type = %q, want application/problem+json", ct)
+	}
+	if p.Type != httpd.ProblemTypeBase+w.problem || p.Status != w.status || p.Title == "" {
+		t.Errorf("problem = %+v, want type %s%s and status %d", p, httpd.ProblemTypeBase, w.problem, w.status)
+	}
+	if w.status == http.StatusServiceUnavailable && res.Header.Get("Retry-After") != "30" {
+		t.Errorf("Retry-After = %q, want 30", res.Header.Get("Retry-After"))
+	}
+	if w.status == http.StatusUnauthorized && res.Header.Get("WWW-Authenticate") == "" {
+		t.Error("401 without WWW-Authenticate")
+	}
+}
+
+func TestPostMessage(t *testing.T) {
 	for _, tt := range []struct {
 		name    string
 		method  string
@@ -75,38 +156,78 @@ func TestPostMessage(t *testing.T) {
 	}{
 		{
 			name:   "accepted with envelope in the query",
-			target: "/v1/messages?mail_from=ann@example.org&rcpt_to=support@in.example.com",
+			target: "/v1/messages?mail_from=ann@example.org&rcpt_to=" + rcptDefault,
 			body:   msg, want: want{status: 202, calls: 1},
 		},
 		{
 			name:    "accepted with envelope in headers",
 			target:  "/v1/messages",
-			headers: map[string]string{"Mail-From": "<ann@example.org>", "Rcpt-To": "support@in.example.com, sales@in.example.com"},
+			headers: map[string]string{"Mail-From": "<ann@example.org>", "Rcpt-To": rcptDefault + ", sales@in.example.com"},
 			body:    msg, want: want{status: 202, calls: 1},
 		},
 		{
 			name:    "missing key",
-			target:  "/v1/messages?rcpt_to=support@in.example.com",
+			target:  "/v1/messages?rcpt_to=" + rcptDefault,
 			headers: map[string]string{"Authorization": ""},
 			body:    msg, want: want{status: 401, problem: "unauthorized"},
 		},
 		{
 			name:    "wrong key",
-			target:  "/v1/messages?rcpt_to=support@in.example.com",
+			target:  "/v1/messages?rcpt_to=" + rcptDefault,
 			headers: map[string]string{"Authorization": "Bearer " + apiKey + "x"},
 			body:    msg, want: want{status: 401, problem: "unauthorized"},
 		},
 		{
 			name:    "basic auth is not a bearer key",
-			target:  "/v1/messages?rcpt_to=support@in.example.com",
+			target:  "/v1/messages?rcpt_to=" + rcptDefault,
 			headers: map[string]string{"Authorization": "Basic " + apiKey},
 			body:    msg, want: want{status: 401, problem: "unauthorized"},
 		},
 		{
-			name:    "rotated key still accepted",
-			target:  "/v1/messages?rcpt_to=support@in.example.com",
+			name:    "rotated legacy key still accepted",
+			target:  "/v1/messages?rcpt_to=" + rcptDefault,
 			headers: map[string]string{"Authorization": "Bearer old-key"},
 			body:    msg, want: want{status: 202, calls: 1},
+		},
+		{
+			name:    "tenant key to its own route",
+			target:  "/v1/messages?rcpt_to=" + rcptAcme,
+			headers: map[string]string{"Authorization": "Bearer " + acmeKey},
+			body:    msg, want: want{status: 202, calls: 1},
+		},
+		{
+			name:    "second key of the tenant",
+			target:  "/v1/messages?rcpt_to=" + rcptAcme,
+			headers: map[string]string{"Authorization": "Bearer " + acmeKey2},
+			body:    msg, want: want{status: 202, calls: 1},
+		},
+		{
+			name:    "tenant key to another tenant's route",
+			target:  "/v1/messages?rcpt_to=" + rcptGlobex,
+			headers: map[string]string{"Authorization": "Bearer " + acmeKey},
+			body:    msg, want: want{status: 403, problem: "forbidden"},
+		},
+		{
+			name:    "one recipient of another tenant refuses the request",
+			target:  "/v1/messages?rcpt_to=" + rcptAcme + "," + rcptGlobex,
+			headers: map[string]string{"Authorization": "Bearer " + acmeKey},
+			body:    msg, want: want{status: 403, problem: "forbidden"},
+		},
+		{
+			name:    "tenant key to the domain fallback",
+			target:  "/v1/messages?rcpt_to=" + rcptDefault,
+			headers: map[string]string{"Authorization": "Bearer " + acmeKey},
+			body:    msg, want: want{status: 202, calls: 1},
+		},
+		{
+			name:   "legacy key (tenant default) to a tenant's route",
+			target: "/v1/messages?rcpt_to=" + rcptAcme,
+			body:   msg, want: want{status: 403, problem: "forbidden"},
+		},
+		{
+			name:   "unknown recipient is refused before the body is read",
+			target: "/v1/messages?rcpt_to=x@elsewhere.example",
+			body:   msg, want: want{status: 400, problem: "no-route"},
 		},
 		{
 			name:   "no recipient",
@@ -115,7 +236,12 @@ func TestPostMessage(t *testing.T) {
 		},
 		{
 			name:   "malformed recipient",
-			target: "/v1/messages?rcpt_to=" + url.QueryEscape("Ann <ann@example.org>"),
+			target: "/v1/messages?rcpt_to=" + url.QueryEscape("Ann <ann@in.example.com>"),
+			body:   msg, want: want{status: 400, problem: "bad-envelope"},
+		},
+		{
+			name:   "malformed sender",
+			target: "/v1/messages?mail_from=ann&rcpt_to=" + rcptDefault,
 			body:   msg, want: want{status: 400, problem: "bad-envelope"},
 		},
 		{
@@ -126,43 +252,55 @@ func TestPostMessage(t *testing.T) {
 		},
 		{
 			name:   "empty body",
-			target: "/v1/messages?rcpt_to=support@in.example.com",
+			target: "/v1/messages?rcpt_to=" + rcptDefault,
 			body:   "", want: want{status: 400, problem: "empty-message"},
 		},
 		{
 			name:   "body above the limit",
-			target: "/v1/messages?rcpt_to=support@in.example.com",
+			target: "/v1/messages?rcpt_to=" + rcptDefault,
 			cfg:    httpd.Config{MaxBodyBytes: 16},
 			body:   msg, want: want{status: 413, problem: "too-large"},
 		},
 		{
+			name:   "body exactly at the limit",
+			target: "/v1/messages?rcpt_to=" + rcptDefault,
+			cfg:    httpd.Config{MaxBodyBytes: int64(len(msg))},
+			body:   msg, want: want{status: 202, calls: 1},
+		},
+		{
 			name:    "chunked body above the limit",
-			target:  "/v1/messages?rcpt_to=support@in.example.com",
+			target:  "/v1/messages?rcpt_to=" + rcptDefault,
 			cfg:     httpd.Config{MaxBodyBytes: 16},
 			chunked: true,
 			body:    msg, want: want{status: 413, problem: "too-large"},
 		},
 		{
-			name:   "unknown recipient domain",
-			target: "/v1/messages?rcpt_to=x@elsewhere.example",
-			accErr: fmt.Errorf("%w: x@elsewhere.example", ingest.ErrNoRoute),
+			name:   "route gone between the check and the record",
+			target: "/v1/messages?rcpt_to=" + rcptDefault,
+			accErr: fmt.Errorf("%w: %s", ingest.ErrNoRoute, rcptDefault),
 			body:   msg, want: want{status: 400, problem: "no-route", calls: 1},
 		},
 		{
 			name:   "too large for ingest",
-			target: "/v1/messages?rcpt_to=support@in.example.com",
+			target: "/v1/messages?rcpt_to=" + rcptDefault,
 			accErr: fmt.Errorf("%w: 2000000 bytes", ingest.ErrTooLarge),
 			body:   msg, want: want{status: 413, problem: "too-large", calls: 1},
 		},
 		{
+			name:   "invalid for ingest",
+			target: "/v1/messages?rcpt_to=" + rcptDefault,
+			accErr: fmt.Errorf("%w: recipients of different routes", ingest.ErrInvalid),
+			body:   msg, want: want{status: 400, problem: "invalid-message", calls: 1},
+		},
+		{
 			name:   "produce failed",
-			target: "/v1/messages?rcpt_to=support@in.example.com",
+			target: "/v1/messages?rcpt_to=" + rcptDefault,
 			accErr: errors.New("producing raw record: NOT_ENOUGH_REPLICAS"),
 			body:   msg, want: want{status: 503, problem: "unavailable", calls: 1},
 		},
 		{
 			name:   "another attempt in flight",
-			target: "/v1/messages?rcpt_to=support@in.example.com",
+			target: "/v1/messages?rcpt_to=" + rcptDefault,
 			accErr: ingest.ErrInFlight,
 			body:   msg, want: want{status: 503, problem: "unavailable", calls: 1},
 		},
@@ -179,7 +317,7 @@ func TestPostMessage(t *testing.T) {
 		},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			acc := &fakeAccepter{res: ok, err: tt.accErr}
+			acc := &fakeAccepter{res: okResult, err: tt.accErr}
 			h := newHandler(t, tt.cfg, acc)
 			method := tt.method
 			if method == "" {
@@ -197,48 +335,16 @@ func TestPostMessage(t *testing.T) {
 			}
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, req)
-			res := rec.Result()
-			defer func() { _ = res.Body.Close() }()
-			body, _ := io.ReadAll(res.Body)
-
-			if res.StatusCode != tt.want.status {
-				t.Fatalf("status = %d, want %d; body %s", res.StatusCode, tt.want.status, body)
-			}
-			if acc.calls != tt.want.calls {
-				t.Errorf("Accept called %d times, want %d", acc.calls, tt.want.calls)
-			}
-			if tt.want.problem == "" {
-				var got map[string]any
-				if err := json.Unmarshal(body, &got); err != nil {
-					t.Fatalf("body %s: %v", body, err)
-				}
-				if got["id"] != ok.ID || got["thread_key"] != ok.ThreadKey || res.Header.Get("Content-Type") != "application/json" {
-					t.Errorf("body = %s (%s), want id and thread_key of the result", body, res.Header.Get("Content-Type"))
-				}
-				return
-			}
-			var p httpd.Problem
-			if err := json.Unmarshal(body, &p); err != nil {
-				t.Fatalf("body %s: %v", body, err)
-			}
-			if ct := res.Header.Get("Content-Type"); ct != "application/problem+json" {
-				t.Errorf("content type = %q, want application/problem+json", ct)
-			}
-			if p.Type != httpd.ProblemTypeBase+tt.want.problem || p.Status != tt.want.status || p.Title == "" {
-				t.Errorf("problem = %+v, want type %s%s and status %d", p, httpd.ProblemTypeBase, tt.want.problem, tt.want.status)
-			}
-			if tt.want.status == 503 && res.Header.Get("Retry-After") != "30" {
-				t.Errorf("Retry-After = %q, want 30", res.Header.Get("Retry-After"))
-			}
-			if tt.want.status == 401 && res.Header.Get("WWW-Authenticate") == "" {
-				t.Error("401 without WWW-Authenticate")
+			checkAnswer(t, rec.Result(), tt.want)
+			if acc.callCount() != tt.want.calls {
+				t.Errorf("Accept called %d times, want %d", acc.callCount(), tt.want.calls)
 			}
 		})
 	}
 }
 
 func TestPostMessagePassesEnvelopeAndBody(t *testing.T) {
-	acc := &fakeAccepter{res: ingest.Result{ID: "x", ThreadKey: "k"}}
+	acc := &fakeAccepter{res: okResult}
 	h := newHandler(t, httpd.Config{}, acc)
 	req := httptest.NewRequestWithContext(t.Context(), http.MethodPost,
 		"/v1/messages?mail_from=ann@example.org&rcpt_to=a@in.example.com&rcpt_to=b@in.example.com,c@in.example.com", strings.NewReader(msg))
@@ -272,8 +378,11 @@ func TestNewValidates(t *testing.T) {
 		acc  httpd.Accepter
 		want string
 	}{
-		{name: "bad hash", cfg: httpd.Config{APIKeySHA256: []string{"not-hex"}}, acc: &fakeAccepter{}, want: "64 hex digits"},
-		{name: "short hash", cfg: httpd.Config{APIKeySHA256: []string{"abcd"}}, acc: &fakeAccepter{}, want: "64 hex digits"},
+		{name: "bad hash", cfg: httpd.Config{APIKeySHA256: []string{"not-hex"}}, acc: &fakeAccepter{}, want: "API_KEY_SHA256 entry 1: api key sha256 is not 64 hex digits"},
+		{name: "short hash", cfg: httpd.Config{APIKeys: []string{"acme:abcd"}}, acc: &fakeAccepter{}, want: "API_KEYS entry 1: api key sha256 is not 64 hex digits"},
+		{name: "no tenant", cfg: httpd.Config{APIKeys: []string{httpd.HashKey("k")}}, acc: &fakeAccepter{}, want: "API_KEYS entry 1: want tenant:value"},
+		{name: "bad tenant", cfg: httpd.Config{APIKeys: []string{"Acme:" + httpd.HashKey("k")}}, acc: &fakeAccepter{}, want: "API_KEYS entry 1: the tenant is not a valid tenant name"},
+		{name: "missing file", cfg: httpd.Config{APIKeysFile: "/nonexistent/keys"}, acc: &fakeAccepter{}, want: "API_KEYS_FILE: reading"},
 		{name: "no accepter", cfg: httpd.Config{}, acc: nil, want: "accepter is required"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -282,6 +391,37 @@ func TestNewValidates(t *testing.T) {
 				t.Errorf("New() error = %v, want one containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestAPIKeysFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys")
+	file := "# rotated 2025-01\n\n  acme:" + httpd.HashKey("from-file") + "\n"
+	if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	acc := &fakeAccepter{res: okResult}
+	h := newHandler(t, httpd.Config{APIKeysFile: path, APIKeys: []string{}}, acc)
+	for _, tt := range []struct {
+		rcpt string
+		want int
+	}{{rcptAcme, 202}, {rcptGlobex, 403}} {
+		req := httptest.NewRequestWithContext(t.Context(), http.MethodPost, "/v1/messages?rcpt_to="+tt.rcpt, strings.NewReader(msg))
+		req.Header.Set("Authorization", "Bearer from-file")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != tt.want {
+			t.Errorf("key from the file to %s: status %d, want %d; %s", tt.rcpt, rec.Code, tt.want, rec.Body)
+		}
+	}
+
+	// A bad line is reported with the file and line, never with its value.
+	if err := os.WriteFile(path, []byte("acme:"+httpd.HashKey("a")+"\nacme:zz-secret-zz\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := httpd.Config{APIKeysFile: path}.Validate()
+	if err == nil || !strings.Contains(err.Error(), path+" line 2") || strings.Contains(err.Error(), "zz-secret-zz") {
+		t.Errorf("Validate() = %v, want the file and line 2 named and the value left out", err)
 	}
 }
 

@@ -1,0 +1,206 @@
+package httpd
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/mailpipe/mailpipe/pkg/ingest"
+	"github.com/mailpipe/mailpipe/pkg/route"
+)
+
+// Environment variable names of [Config], relative to the prefix the service gives the section
+// (the ingress service reads them as MAILPIPE_HTTP_<NAME>).
+const (
+	EnvAPIKeySHA256  = "API_KEY_SHA256"
+	EnvAPIKeys       = "API_KEYS"
+	EnvAPIKeysFile   = "API_KEYS_FILE"
+	EnvMaxBodyBytes  = "MAX_BODY_BYTES"
+	EnvMaxRecipients = "MAX_RECIPIENTS"
+	EnvAcceptTimeout = "ACCEPT_TIMEOUT"
+	EnvRetryAfter    = "RETRY_AFTER"
+)
+
+// Defaults of [Config].
+const (
+	DefaultMaxBodyBytes  = 25 << 20 // as smtpd's DefaultMaxMessageBytes
+	DefaultMaxRecipients = 100
+	DefaultAcceptTimeout = 30 * time.Second
+	DefaultRetryAfter    = 30 * time.Second
+)
+
+// Config configures the handler. Zero fields take the defaults.
+//
+// Credential lists hold "tenant:value" entries; a tenant may have several (rotation), and the
+// same tenant may appear in the environment list and in the file. Tenant names follow the route
+// table's rules (route.ValidTenant). Problems are reported by position, never by value.
+type Config struct {
+	// APIKeySHA256 are API keys of tenant "default", each the hex SHA-256 of the key: the
+	// configuration from before tenants, kept working. Prefer APIKeys.
+	APIKeySHA256 []string `env:"API_KEY_SHA256" usage:"hex sha256 of each API key of tenant default, comma-separated (prefer API_KEYS)"`
+	// APIKeys are API keys per tenant, each "tenant:<hex sha256 of the key>", so the
+	// configuration (ConfigMap, env dump) never holds a usable secret.
+	APIKeys []string `env:"API_KEYS" usage:"API keys per tenant as tenant:hex-sha256-of-key, comma-separated"`
+	// APIKeysFile names a file of more APIKeys entries, one per line; blank lines and lines
+	// starting with # are skipped. It is read when the handler is built.
+	APIKeysFile string `env:"API_KEYS_FILE" usage:"file of tenant:hex-sha256-of-key lines (# comments), added to API_KEYS"`
+	// MaxBodyBytes bounds the request body; larger requests get 413. Default 25 MiB.
+	MaxBodyBytes int64 `env:"MAX_BODY_BYTES" default:"26214400" usage:"largest request body accepted over HTTP, bytes"`
+	// MaxRecipients bounds rcpt_to entries; more get 400. Default 100.
+	MaxRecipients int `env:"MAX_RECIPIENTS" default:"100" usage:"recipients per HTTP request"`
+	// AcceptTimeout bounds recording one message (claim check plus produce) beyond the
+	// request's own context. Default 30s.
+	AcceptTimeout time.Duration `env:"ACCEPT_TIMEOUT" default:"30s" usage:"deadline for recording one message"`
+	// RetryAfter is sent with 503 so clients back off. Default 30s.
+	RetryAfter time.Duration `env:"RETRY_AFTER" default:"30s" usage:"Retry-After sent with 503"`
+}
+
+// DefaultConfig returns the defaults, with no credentials.
+func DefaultConfig() Config {
+	return Config{
+		MaxBodyBytes:  DefaultMaxBodyBytes,
+		MaxRecipients: DefaultMaxRecipients,
+		AcceptTimeout: DefaultAcceptTimeout,
+		RetryAfter:    DefaultRetryAfter,
+	}
+}
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = d.MaxBodyBytes
+	}
+	if c.MaxRecipients == 0 {
+		c.MaxRecipients = d.MaxRecipients
+	}
+	if c.AcceptTimeout == 0 {
+		c.AcceptTimeout = d.AcceptTimeout
+	}
+	if c.RetryAfter == 0 {
+		c.RetryAfter = d.RetryAfter
+	}
+	return c
+}
+
+// Validate checks the configuration after defaults are applied, reading the credential files;
+// the error joins every problem.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	if _, err := c.credentials(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.MaxBodyBytes < 0 {
+		errs = append(errs, errors.New("max body bytes must not be negative"))
+	}
+	if c.MaxRecipients < 0 {
+		errs = append(errs, errors.New("max recipients must not be negative"))
+	}
+	if c.AcceptTimeout < 0 || c.RetryAfter < 0 {
+		errs = append(errs, errors.New("timeouts must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// HashKey returns the hex SHA-256 of an API key, the form [Config].APIKeys takes after the
+// tenant (`printf %s "$KEY" | sha256sum` gives the same).
+func HashKey(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:])
+}
+
+// credentials are the parsed credential lists of a Config.
+type credentials struct {
+	apiKeys []apiKey
+}
+
+// credentials parses every credential list and file of c.
+func (c Config) credentials() (credentials, error) {
+	var (
+		cr   credentials
+		errs []error
+	)
+	for i, h := range c.APIKeySHA256 {
+		sum, err := parseKeyHash(h)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s entry %d: %w", EnvAPIKeySHA256, i+1, err))
+			continue
+		}
+		cr.apiKeys = append(cr.apiKeys, apiKey{tenant: ingest.DefaultTenant, sum: sum})
+	}
+	entries, err := tenantEntries(EnvAPIKeys, c.APIKeys, EnvAPIKeysFile, c.APIKeysFile)
+	errs = append(errs, err)
+	for _, e := range entries {
+		sum, err := parseKeyHash(e.value)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", e.where, err))
+			continue
+		}
+		cr.apiKeys = append(cr.apiKeys, apiKey{tenant: e.tenant, sum: sum})
+	}
+	return cr, errors.Join(errs...)
+}
+
+func parseKeyHash(h string) ([]byte, error) {
+	b, err := hex.DecodeString(strings.TrimSpace(h))
+	if err != nil || len(b) != sha256.Size {
+		return nil, errors.New("api key sha256 is not 64 hex digits")
+	}
+	return b, nil
+}
+
+// tenantEntry is one "tenant:value" credential entry and where it came from, for errors that
+// must not quote the value.
+type tenantEntry struct {
+	tenant, value, where string
+}
+
+// tenantEntries reads the "tenant:value" entries of list (from environment variable listName)
+// and of the file named file (from fileName; none when empty). Entries with a bad tenant are
+// reported and left out.
+func tenantEntries(listName string, list []string, fileName, file string) ([]tenantEntry, error) {
+	var (
+		out  []tenantEntry
+		errs []error
+	)
+	add := func(where, entry string) {
+		tenant, value, ok := strings.Cut(strings.TrimSpace(entry), ":")
+		tenant, value = strings.TrimSpace(tenant), strings.TrimSpace(value)
+		switch {
+		case !ok || value == "":
+			errs = append(errs, fmt.Errorf("%s: want tenant:value", where))
+		case !route.ValidTenant(tenant):
+			// The name is not quoted: a mistyped entry may put part of a secret there.
+			errs = append(errs, fmt.Errorf("%s: the tenant is not a valid tenant name (1 to 63 of a-z, 0-9, '.', '_', '-')", where))
+		default:
+			out = append(out, tenantEntry{tenant: tenant, value: value, where: where})
+		}
+	}
+	for i, e := range list {
+		add(fmt.Sprintf("%s entry %d", listName, i+1), e)
+	}
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return out, errors.Join(append(errs, fmt.Errorf("%s: reading %w", fileName, err))...)
+		}
+		sc := bufio.NewScanner(bytes.NewReader(b))
+		for n := 1; sc.Scan(); n++ {
+			line := strings.TrimSpace(sc.Text())
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			add(fmt.Sprintf("%s %s line %d", fileName, file, n), line)
+		}
+		if err := sc.Err(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: reading %s: %w", fileName, file, err))
+		}
+	}
+	return out, errors.Join(errs...)
+}

@@ -1,0 +1,24 @@
+// Package httpd is the HTTP front-end of ingress: POST /v1/messages takes one raw RFC 5322
+// message and hands it to the ingest use case, answering 202 {"id": …, "thread_key": …} only
+// after ingest recorded the message on mail.raw.v1.
+//
+// The envelope comes from query parameters or headers (mail_from, rcpt_to).
+//
+// # Authentication and tenants
+//
+// Every credential belongs to a tenant. A request must carry one valid credential, and every
+// recipient's route must belong to the credential's tenant (403 otherwise). Recipients accepted
+// by the domain list fallback (ingest.DomainRouter, tenant "default", no route id) take any valid
+// credential, which keeps single-tenant deployments working as before.
+//
+// API keys are configured as their SHA-256 per tenant (tenant:hex) and presented as
+// "Authorization: Bearer <key>".
+//
+// # Errors
+//
+// Every error is an RFC 9457 problem details object (application/problem+json) with a type
+// under [ProblemTypeBase]: 401 missing or bad credential, 403 recipient of another tenant, 400
+// bad envelope or message, 413 larger than the configured limit (the body is read through a
+// limit, never whole), 503 with Retry-After when the message could not be recorded and the
+// sender should retry.
+package httpd
