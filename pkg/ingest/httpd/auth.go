@@ -45,5 +45,10 @@ func bearerKey(r *http.Request) string {
 // is the tenant's, or it is the domain list fallback (no route id, tenant "default"), which
 // predates tenants and takes any valid credential.
 func permits(tenant string, r ingest.Route) bool {
-	return r.Tenant == tenant || (r.ID == "" && r.Tenant == ingest.DefaultTenant)
+	return r.Tenant == tenant || fallback(r)
+}
+
+// fallback reports whether r comes from the domain list fallback (ingest.DomainRouter).
+func fallback(r ingest.Route) bool {
+	return r.ID == "" && r.Tenant == ingest.DefaultTenant
 }

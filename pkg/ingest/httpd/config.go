@@ -13,18 +13,22 @@ import (
 
 	"github.com/mailpipe/mailpipe/pkg/ingest"
 	"github.com/mailpipe/mailpipe/pkg/route"
+	"github.com/mailpipe/mailpipe/pkg/webhooksig"
 )
 
 // Environment variable names of [Config], relative to the prefix the service gives the section
 // (the ingress service reads them as MAILPIPE_HTTP_<NAME>).
 const (
-	EnvAPIKeySHA256  = "API_KEY_SHA256"
-	EnvAPIKeys       = "API_KEYS"
-	EnvAPIKeysFile   = "API_KEYS_FILE"
-	EnvMaxBodyBytes  = "MAX_BODY_BYTES"
-	EnvMaxRecipients = "MAX_RECIPIENTS"
-	EnvAcceptTimeout = "ACCEPT_TIMEOUT"
-	EnvRetryAfter    = "RETRY_AFTER"
+	EnvAPIKeySHA256    = "API_KEY_SHA256"
+	EnvAPIKeys         = "API_KEYS"
+	EnvAPIKeysFile     = "API_KEYS_FILE"
+	EnvHMACSecrets     = "HMAC_SECRETS"
+	EnvHMACSecretsFile = "HMAC_SECRETS_FILE"
+	EnvHMACTolerance   = "HMAC_TOLERANCE"
+	EnvMaxBodyBytes    = "MAX_BODY_BYTES"
+	EnvMaxRecipients   = "MAX_RECIPIENTS"
+	EnvAcceptTimeout   = "ACCEPT_TIMEOUT"
+	EnvRetryAfter      = "RETRY_AFTER"
 )
 
 // Defaults of [Config].
@@ -33,6 +37,9 @@ const (
 	DefaultMaxRecipients = 100
 	DefaultAcceptTimeout = 30 * time.Second
 	DefaultRetryAfter    = 30 * time.Second
+	// DefaultHMACTolerance is the Standard Webhooks recommendation: senders sign every attempt
+	// anew, so a retry always carries a fresh timestamp.
+	DefaultHMACTolerance = webhooksig.DefaultTolerance
 )
 
 // Config configures the handler. Zero fields take the defaults.
@@ -50,6 +57,16 @@ type Config struct {
 	// APIKeysFile names a file of more APIKeys entries, one per line; blank lines and lines
 	// starting with # are skipped. It is read when the handler is built.
 	APIKeysFile string `env:"API_KEYS_FILE" usage:"file of tenant:hex-sha256-of-key lines (# comments), added to API_KEYS"`
+	// HMACSecrets are Standard Webhooks signing secrets per tenant, each
+	// "tenant:whsec_<base64 of a 24 to 64 byte key>", for POST /v1/messages without an API key.
+	// A tenant may have several (rotation: a signature by any of them is accepted).
+	HMACSecrets []string `env:"HMAC_SECRETS" usage:"Standard Webhooks secrets per tenant as tenant:whsec_..., comma-separated"`
+	// HMACSecretsFile names a file of more HMACSecrets entries, one per line, as APIKeysFile.
+	HMACSecretsFile string `env:"HMAC_SECRETS_FILE" usage:"file of tenant:whsec_... lines (# comments), added to HMAC_SECRETS"`
+	// HMACTolerance is how far webhook-timestamp may be from the server clock, either way;
+	// older or newer signatures get 401. Replays inside the window are caught by webhook-id.
+	// Default 5m.
+	HMACTolerance time.Duration `env:"HMAC_TOLERANCE" default:"5m" usage:"accepted clock difference of HMAC-signed requests"`
 	// MaxBodyBytes bounds the request body; larger requests get 413. Default 25 MiB.
 	MaxBodyBytes int64 `env:"MAX_BODY_BYTES" default:"26214400" usage:"largest request body accepted over HTTP, bytes"`
 	// MaxRecipients bounds rcpt_to entries; more get 400. Default 100.
@@ -68,6 +85,7 @@ func DefaultConfig() Config {
 		MaxRecipients: DefaultMaxRecipients,
 		AcceptTimeout: DefaultAcceptTimeout,
 		RetryAfter:    DefaultRetryAfter,
+		HMACTolerance: DefaultHMACTolerance,
 	}
 }
 
@@ -84,6 +102,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RetryAfter == 0 {
 		c.RetryAfter = d.RetryAfter
+	}
+	if c.HMACTolerance == 0 {
+		c.HMACTolerance = DefaultHMACTolerance
 	}
 	return c
 }
@@ -102,8 +123,8 @@ func (c Config) Validate() error {
 	if c.MaxRecipients < 0 {
 		errs = append(errs, errors.New("max recipients must not be negative"))
 	}
-	if c.AcceptTimeout < 0 || c.RetryAfter < 0 {
-		errs = append(errs, errors.New("timeouts must not be negative"))
+	if c.AcceptTimeout < 0 || c.RetryAfter < 0 || c.HMACTolerance < 0 {
+		errs = append(errs, errors.New("timeouts and tolerances must not be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -118,6 +139,7 @@ func HashKey(key string) string {
 // credentials are the parsed credential lists of a Config.
 type credentials struct {
 	apiKeys []apiKey
+	hmac    map[string][]webhooksig.Secret // by tenant
 }
 
 // credentials parses every credential list and file of c.
@@ -143,6 +165,19 @@ func (c Config) credentials() (credentials, error) {
 			continue
 		}
 		cr.apiKeys = append(cr.apiKeys, apiKey{tenant: e.tenant, sum: sum})
+	}
+	entries, err = tenantEntries(EnvHMACSecrets, c.HMACSecrets, EnvHMACSecretsFile, c.HMACSecretsFile)
+	errs = append(errs, err)
+	for _, e := range entries {
+		sec, err := webhooksig.ParseSecret(e.value)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", e.where, err))
+			continue
+		}
+		if cr.hmac == nil {
+			cr.hmac = make(map[string][]webhooksig.Secret)
+		}
+		cr.hmac[e.tenant] = append(cr.hmac[e.tenant], sec)
 	}
 	return cr, errors.Join(errs...)
 }

@@ -12,7 +12,15 @@
 // credential, which keeps single-tenant deployments working as before.
 //
 // API keys are configured as their SHA-256 per tenant (tenant:hex) and presented as
-// "Authorization: Bearer <key>".
+// "Authorization: Bearer <key>". A request without an Authorization header may instead be signed
+// per Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature over the raw body)
+// with a secret of the tenant that owns the recipients' routes.
+//
+// A signed request outside the timestamp window gets 401. Inside it, a replayed request is
+// recognised by its webhook-id and recorded at most once: a repeat after success is answered as
+// a duplicate without being recorded again, a repeat while the first attempt runs gets 503. The
+// envelope is not covered by the signature, so this is also what stops a captured request from
+// being re-sent to other recipients of the same tenant.
 //
 // # Errors
 //

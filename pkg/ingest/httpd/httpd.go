@@ -6,16 +6,20 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/mail"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/mailpipe/mailpipe/pkg/dedupe"
 	"github.com/mailpipe/mailpipe/pkg/events"
 	"github.com/mailpipe/mailpipe/pkg/ingest"
 	"github.com/mailpipe/mailpipe/pkg/mailid"
+	"github.com/mailpipe/mailpipe/pkg/webhooksig"
 )
 
 // Path is the raw-message endpoint.
@@ -39,18 +43,36 @@ type Accepter interface {
 	Resolve(rcpt string) (ingest.Route, bool)
 }
 
+// Option configures optional dependencies of the handler.
+type Option interface{ apply(*handler) }
+
+type optionFunc func(*handler)
+
+func (f optionFunc) apply(h *handler) { f(h) }
+
+// WithReplayStore shares the replay store between handlers (redisdedupe for several ingress
+// replicas). Default: a dedupe.Memory of this handler, which catches replays to this process
+// only.
+func WithReplayStore(s ReplayStore) Option { return optionFunc(func(h *handler) { h.replay = s }) }
+
+// WithClock replaces time.Now for signature timestamps (and the default replay store).
+func WithClock(now func() time.Time) Option { return optionFunc(func(h *handler) { h.now = now }) }
+
 type handler struct {
-	cfg   Config
-	creds credentials
-	acc   Accepter
-	log   *slog.Logger
+	cfg    Config
+	creds  credentials
+	acc    Accepter
+	log    *slog.Logger
+	now    func() time.Time
+	replay ReplayStore
+	hmac   map[string]*webhooksig.Verifier // by tenant
 }
 
 // New returns the handler for the endpoints in the package doc; it answers 404 for other paths
 // and 405 for other methods, so it can be mounted at "/". It fails on an invalid Config
 // (including unreadable credential files), a nil accepter or a nil logger. Credential files are
 // read once, here. The handler is safe for concurrent use.
-func New(cfg Config, acc Accepter, log *slog.Logger) (http.Handler, error) {
+func New(cfg Config, acc Accepter, log *slog.Logger, opts ...Option) (http.Handler, error) {
 	cfg = cfg.withDefaults()
 	var errs []error
 	if acc == nil {
@@ -64,7 +86,22 @@ func New(cfg Config, acc Accepter, log *slog.Logger) (http.Handler, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("configuring http intake: %w", err)
 	}
-	return &handler{cfg: cfg, creds: creds, acc: acc, log: log}, nil
+	h := &handler{cfg: cfg, creds: creds, acc: acc, log: log, now: time.Now}
+	for _, o := range opts {
+		o.apply(h)
+	}
+	if h.replay == nil {
+		h.replay = dedupe.NewMemory(dedupe.WithClock(h.now))
+	}
+	h.hmac = make(map[string]*webhooksig.Verifier, len(creds.hmac))
+	for tenant, secrets := range creds.hmac {
+		v, err := webhooksig.NewVerifier(secrets, webhooksig.WithTolerance(cfg.HMACTolerance), webhooksig.WithClock(h.now))
+		if err != nil {
+			return nil, fmt.Errorf("configuring http intake: hmac secrets of tenant %s: %w", tenant, err)
+		}
+		h.hmac[tenant] = v
+	}
+	return h, nil
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -76,9 +113,14 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// postMessage serves [Path].
+// postMessage serves [Path]: with an API key when the request has an Authorization header or no
+// Standard Webhooks header, with the HMAC signature otherwise.
 func (h *handler) postMessage(w http.ResponseWriter, r *http.Request) {
 	if !allowPost(w, r) {
+		return
+	}
+	if r.Header.Get("Authorization") == "" && hasWebhookHeaders(r.Header) {
+		h.postSignedMessage(w, r)
 		return
 	}
 	tenant, ok := lookupKey(h.creds.apiKeys, bearerKey(r))
@@ -106,6 +148,87 @@ func (h *handler) postMessage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeAccepted(w, http.StatusAccepted, res)
+}
+
+// postSignedMessage serves [Path] for a request signed per Standard Webhooks. The envelope is
+// not covered by the signature (only webhook-id, webhook-timestamp and the body are), so it only
+// picks the tenant whose secrets may have signed; a replay with another envelope is caught by
+// webhook-id.
+func (h *handler) postSignedMessage(w http.ResponseWriter, r *http.Request) {
+	env, err := h.envelope(r)
+	if err != nil {
+		h.fail(w, problem{http.StatusBadRequest, ProblemBadEnvelope, "Bad envelope", err.Error()})
+		return
+	}
+	tenants, p := h.signingTenants(env.RcptTo)
+	if p != nil {
+		h.fail(w, *p)
+		return
+	}
+	raw, p := h.readBody(w, r)
+	if p != nil {
+		h.fail(w, *p)
+		return
+	}
+	tenant, err := h.verifyHMAC(tenants, r.Header, raw)
+	if err != nil {
+		unauthorized(w, `Bearer realm="mailpipe"`, err.Error())
+		return
+	}
+	key := replayKey("hmac", tenant, r.Header.Get(webhooksig.HeaderID))
+	h.recordOnce(w, r, key, 2*h.cfg.HMACTolerance, http.StatusAccepted, h.fail, env, raw)
+}
+
+// hasWebhookHeaders reports whether any Standard Webhooks header is present.
+func hasWebhookHeaders(hd http.Header) bool {
+	return hd.Get(webhooksig.HeaderID) != "" || hd.Get(webhooksig.HeaderTimestamp) != "" || hd.Get(webhooksig.HeaderSignature) != ""
+}
+
+// signingTenants returns the tenants whose HMAC secrets may sign for rcpts: the one tenant that
+// owns the recipients' routes, or every tenant with secrets when all recipients are in the
+// domain list fallback. Verifying only these bounds the work an unauthenticated request can
+// cause to one tenant's secrets, except in single-tenant (fallback) setups.
+func (h *handler) signingTenants(rcpts []string) ([]string, *problem) {
+	owner := ""
+	for _, rcpt := range rcpts {
+		rt, ok := h.acc.Resolve(mailid.Address(rcpt))
+		switch {
+		case !ok:
+			return nil, &problem{http.StatusBadRequest, ProblemNoRoute, "Unknown recipient", rcpt + " is not an address mail is received for"}
+		case fallback(rt): // any tenant may sign
+		case owner == "":
+			owner = rt.Tenant
+		case owner != rt.Tenant:
+			return nil, &problem{
+				http.StatusForbidden, ProblemForbidden, "Recipients of several tenants",
+				"one request delivers for one tenant; send one request per tenant",
+			}
+		}
+	}
+	if owner != "" {
+		return []string{owner}, nil
+	}
+	return slices.Sorted(maps.Keys(h.hmac)), nil
+}
+
+// verifyHMAC returns the tenant among tenants whose secret signed the request. Header and
+// timestamp problems are the same for every tenant and end the search.
+func (h *handler) verifyHMAC(tenants []string, hd http.Header, body []byte) (string, error) {
+	err := errors.New("no HMAC secret is configured for the recipients' tenant")
+	for _, t := range tenants {
+		v, ok := h.hmac[t]
+		if !ok {
+			continue
+		}
+		err = v.VerifyHeader(hd, body)
+		if err == nil {
+			return t, nil
+		}
+		if !errors.Is(err, webhooksig.ErrNoMatch) {
+			return "", err
+		}
+	}
+	return "", err
 }
 
 func allowPost(w http.ResponseWriter, r *http.Request) bool {

@@ -431,3 +431,5 @@ func TestHashKey(t *testing.T) {
 		t.Errorf("HashKey(abc) = %s, want %s", got, want)
 	}
 }
+
+func nopCloser(s string) io.ReadCloser { return io.NopCloser(strings.NewReader(s)) }
