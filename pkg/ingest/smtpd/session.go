@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -29,6 +30,8 @@ var (
 	errRejected   = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Message rejected"}
 	errLongLine   = &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Line too long"}
 	errShutdown   = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service shutting down, try again later"}
+	// RFC 3207 4: the reply to a command refused until STARTTLS.
+	errMustStartTLS = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Must issue a STARTTLS command first"}
 )
 
 type backend struct{ srv *Server }
@@ -37,7 +40,8 @@ func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	if b.srv.isDraining() {
 		return nil, errShutdown
 	}
-	return &session{srv: b.srv, conn: c, clientIP: hostOf(c.Conn().RemoteAddr()), helo: c.Hostname()}, nil
+	addr := c.Conn().RemoteAddr()
+	return &session{srv: b.srv, conn: c, clientIP: hostOf(addr), addr: addrOf(addr), helo: c.Hostname()}, nil
 }
 
 // session is one SMTP connection's state. go-smtp calls its methods from the connection's
@@ -47,22 +51,37 @@ type session struct {
 	srv      *Server
 	conn     *smtp.Conn
 	clientIP string
+	addr     netip.Addr // clientIP parsed; invalid for a non-IP transport
 	helo     string
 
 	mu       sync.Mutex
 	from     string
+	body     smtp.BodyType // BODY= of MAIL FROM, "" when not given
 	rcpts    []string
 	route    ingest.Route
 	inflight bool
 }
 
-func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if s.srv.isDraining() {
 		return errShutdown
+	}
+	if _, secure := s.conn.TLSConnectionState(); s.srv.cfg.RequireTLS && !secure {
+		s.srv.log.Info("refused smtp transaction before STARTTLS", slog.String("client_ip", s.clientIP))
+		return errMustStartTLS
+	}
+	if ok, retry := s.srv.limits.allow(s.srv.base, s.srv.limits.msgs, s.addr); !ok {
+		s.srv.log.Info("refused smtp transaction: message rate limit", slog.String("client_ip", s.clientIP),
+			slog.String("limit", s.srv.cfg.RateMessages.String()), slog.Duration("retry_after", retry))
+		return errTooMuchMail(s.addr, retry)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.from = from
+	s.body = ""
+	if opts != nil {
+		s.body = opts.Body
+	}
 	s.rcpts = nil
 	return nil
 }
@@ -96,6 +115,7 @@ func (s *session) Data(r io.Reader) error {
 		Helo:     s.conn.Hostname(),
 		Source:   "smtp",
 	}
+	guard := &dataGuard{r: r, allow8bit: s.body == smtp.Body8BitMIME || !s.srv.cfg.Strict8BitMIME}
 	s.mu.Unlock()
 	if cs, ok := s.conn.TLSConnectionState(); ok {
 		env.TLS = &events.TLSInfo{Version: tlsVersion(cs.Version), Cipher: tls.CipherSuiteName(cs.CipherSuite)}
@@ -104,16 +124,23 @@ func (s *session) Data(r io.Reader) error {
 	// The trace header goes in front, as RFC 5321 4.4 requires of every relay.
 	var buf bytes.Buffer
 	buf.WriteString(s.received(env))
-	// go-smtp's reader enforces MaxMessageBytes and returns its 552 error past it.
-	if _, err := io.Copy(&buf, r); err != nil {
+	// go-smtp's reader enforces MaxMessageBytes and returns its 552 error past it; the guard
+	// refuses bare CR/LF, NUL and (by policy) undeclared 8-bit data.
+	if _, err := io.Copy(&buf, guard); err != nil {
 		var se *smtp.SMTPError
 		switch {
 		case errors.As(err, &se):
+			if se.Code >= 500 && se.Code != errTooLarge.Code {
+				s.srv.log.Info("rejected smtp message data", slog.String("client_ip", s.clientIP), slog.String("reason", se.Message))
+			}
 			return se
 		case errors.Is(err, smtp.ErrTooLongLine):
 			return errLongLine
 		}
 		return fmt.Errorf("reading message data: %w", err)
+	}
+	if guard.saw8bit && s.body != smtp.Body8BitMIME {
+		s.srv.log.Debug("accepting 8-bit data without BODY=8BITMIME", slog.String("client_ip", s.clientIP))
 	}
 
 	ctx, cancel := context.WithTimeout(s.srv.base, s.srv.cfg.AcceptTimeout)
@@ -198,21 +225,6 @@ func headerSafe(v string) string {
 		}
 		return r
 	}, v)
-}
-
-func tlsVersion(v uint16) string {
-	switch v {
-	case tls.VersionTLS10:
-		return "TLS1.0"
-	case tls.VersionTLS11:
-		return "TLS1.1"
-	case tls.VersionTLS12:
-		return "TLS1.2"
-	case tls.VersionTLS13:
-		return "TLS1.3"
-	default:
-		return fmt.Sprintf("0x%04x", v)
-	}
 }
 
 func domainOf(addr string) string {

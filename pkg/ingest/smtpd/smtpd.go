@@ -6,6 +6,22 @@
 // sending MTA keeps the message and retries. Recipients are checked at RCPT time against the
 // ingest router; unknown ones get 550 5.1.1, so the server is never an open relay. Every limit
 // (size, recipients, line length, timeouts, connections) is explicit in [Config].
+//
+// Replies a sender can meet, besides the ones above:
+//
+//   - 552 5.3.4 message larger than MaxMessageBytes (declared with SIZE= or sent);
+//     452 4.5.3 more than MaxRecipients recipients, or recipients of another route (the client
+//     sends them in another transaction).
+//   - 421 4.7.0 in place of the greeting, then close: over MaxConnections, or over the client's
+//     connection rate (RateConnections). 450 4.7.1 to MAIL FROM over the client's message rate
+//     (RateMessages). Rate limits fail open: when the limiter (Redis) cannot answer, clients are
+//     let through and the failure is logged.
+//   - 530 5.7.0 to MAIL FROM before STARTTLS when RequireTLS is set.
+//   - 554 5.6.0 to message data with a bare CR or LF (which is how SMTP smuggling's fake
+//     end-of-data sequences look once go-smtp has read them, see dataGuard), a NUL byte, no
+//     bytes at all, or, with Strict8BitMIME, 8-bit bytes without BODY=8BITMIME.
+//   - 500/501/502 for malformed or out-of-sequence commands (go-smtp's replies); they leave the
+//     transaction in progress untouched, and after several go-smtp closes the connection.
 package smtpd
 
 import (
@@ -23,6 +39,7 @@ import (
 	"github.com/mailpipe/mailpipe/pkg/app"
 	"github.com/mailpipe/mailpipe/pkg/events"
 	"github.com/mailpipe/mailpipe/pkg/ingest"
+	"github.com/mailpipe/mailpipe/pkg/ratelimit"
 )
 
 // Environment variable names of [Config], relative to the prefix the service gives the section
@@ -39,6 +56,13 @@ const (
 	EnvMaxConnections  = "MAX_CONNECTIONS"
 	EnvTLSCertFile     = "TLS_CERT_FILE"
 	EnvTLSKeyFile      = "TLS_KEY_FILE"
+	EnvTLSMinVersion   = "TLS_MIN_VERSION"
+	EnvTLSCipherSuites = "TLS_CIPHER_SUITES"
+	EnvRequireTLS      = "REQUIRE_TLS"
+	EnvStrict8BitMIME  = "STRICT_8BITMIME"
+	EnvRateConnections = "RATE_CONNECTIONS"
+	EnvRateMessages    = "RATE_MESSAGES"
+	EnvRateExempt      = "RATE_EXEMPT"
 )
 
 // Defaults of [Config].
@@ -52,6 +76,7 @@ const (
 	DefaultWriteTimeout    = time.Minute
 	DefaultAcceptTimeout   = 30 * time.Second
 	DefaultMaxConnections  = 256
+	DefaultTLSMinVersion   = "1.2"
 )
 
 // Config configures the SMTP server. Zero fields take the defaults above.
@@ -85,8 +110,43 @@ type Config struct {
 	// TLSCertFile and TLSKeyFile (PEM) enable STARTTLS. Both or neither.
 	TLSCertFile string `env:"TLS_CERT_FILE" usage:"PEM certificate for STARTTLS"`
 	TLSKeyFile  string `env:"TLS_KEY_FILE" usage:"PEM private key for STARTTLS"`
+	// TLSMinVersion is the lowest TLS version STARTTLS negotiates: "1.0", "1.1", "1.2" or
+	// "1.3". Default "1.2". SMTP's TLS is opportunistic: a sender that cannot meet the floor
+	// usually retries in plain text, so raising it trades old senders' encryption for strength,
+	// and lowering it below 1.2 only helps very old MTAs.
+	TLSMinVersion string `env:"TLS_MIN_VERSION" default:"1.2" usage:"lowest TLS version for STARTTLS: 1.0, 1.1, 1.2 or 1.3"`
+	// TLSCipherSuites restricts the TLS 1.0–1.2 cipher suites (IANA names such as
+	// TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256). Empty means Go's defaults, which contain no
+	// insecure suite. Insecure suites (tls.InsecureCipherSuites) are refused; TLS 1.3 suites are
+	// not configurable in Go and are always on, so naming one, or setting suites together with
+	// min version 1.3, is a configuration error.
+	TLSCipherSuites []string `env:"TLS_CIPHER_SUITES" usage:"TLS 1.2 cipher suites allowed, IANA names; empty: Go's secure defaults"`
+	// RequireTLS refuses MAIL FROM before STARTTLS with 530 5.7.0, so no message travels in
+	// plain text. Needs a certificate. Default false: RFC 3207 4 says a publicly referenced
+	// server must not require STARTTLS, since senders that cannot do TLS would bounce rather
+	// than deliver; set it for a private intake whose senders you know.
+	RequireTLS bool `env:"REQUIRE_TLS" usage:"refuse MAIL FROM before STARTTLS (530 5.7.0)"`
+	// Strict8BitMIME refuses 8-bit message data (bytes above 0x7f) unless MAIL FROM declared
+	// BODY=8BITMIME, with 554 5.6.0. Default false: such data is accepted as sent, as Postfix,
+	// Exim and the large providers do, because UTF-8 headers without the declaration are common
+	// and the parser decodes them anyway (RFC 6532); refusing would bounce real mail.
+	Strict8BitMIME bool `env:"STRICT_8BITMIME" usage:"refuse 8-bit data unless BODY=8BITMIME was declared (554 5.6.0)"`
+	// RateConnections limits new connections per client IP (IPv6: per /64). Over it the client
+	// gets 421 4.7.0 and the connection is closed before the greeting. The zero Limit (empty
+	// variable) does not limit. Needs a limiter backend ([WithRateLimiter]; the ingress service
+	// uses Redis, so every replica shares the buckets). Off by default: behind a load balancer
+	// that hides client addresses every client shares one IP, and Postfix does the same.
+	RateConnections ratelimit.Limit `env:"RATE_CONNECTIONS" usage:"new connections per client IP, e.g. 60/m (421 4.7.0 beyond); empty: no limit; needs Redis"`
+	// RateMessages limits MAIL FROM commands (transactions) per client IP (IPv6: per /64); over
+	// it MAIL gets 450 4.7.1 and the client retries later. Same backend and default as
+	// RateConnections.
+	RateMessages ratelimit.Limit `env:"RATE_MESSAGES" usage:"messages (MAIL FROM) per client IP, e.g. 120/m (450 4.7.1 beyond); empty: no limit; needs Redis"`
+	// RateExempt lists client networks (CIDR, or a single address) the rate limits skip: your own
+	// relays, monitoring, a load tester.
+	RateExempt []string `env:"RATE_EXEMPT" usage:"client networks (CIDR) exempt from the rate limits"`
 	// TLS enables STARTTLS with a ready configuration (tests, or certificates from elsewhere).
-	// It conflicts with TLSCertFile/TLSKeyFile.
+	// It conflicts with TLSCertFile/TLSKeyFile. TLSMinVersion (as a floor) and TLSCipherSuites
+	// apply to a copy of it.
 	TLS *tls.Config
 }
 
@@ -102,6 +162,7 @@ func DefaultConfig() Config {
 		WriteTimeout:    DefaultWriteTimeout,
 		AcceptTimeout:   DefaultAcceptTimeout,
 		MaxConnections:  DefaultMaxConnections,
+		TLSMinVersion:   DefaultTLSMinVersion,
 	}
 }
 
@@ -122,6 +183,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Hostname == "" {
 		c.Hostname = d.Hostname
+	}
+	if c.TLSMinVersion == "" {
+		c.TLSMinVersion = d.TLSMinVersion
 	}
 	if c.MaxMessageBytes == 0 {
 		c.MaxMessageBytes = d.MaxMessageBytes
@@ -162,6 +226,19 @@ func (c Config) Validate() error {
 	if c.TLS != nil && c.TLSCertFile != "" {
 		errs = append(errs, errors.New("tls config conflicts with tls cert file"))
 	}
+	errs = append(errs, c.validateTLS())
+	if c.RequireTLS && c.TLS == nil && c.TLSCertFile == "" {
+		errs = append(errs, errors.New("require tls needs a certificate (tls cert file and tls key file)"))
+	}
+	if err := c.RateConnections.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("rate connections: %w", err))
+	}
+	if err := c.RateMessages.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("rate messages: %w", err))
+	}
+	if _, err := parseNetworks(c.RateExempt); err != nil {
+		errs = append(errs, fmt.Errorf("rate exempt: %w", err))
+	}
 	return errors.Join(errs...)
 }
 
@@ -176,10 +253,11 @@ type Accepter interface {
 // Server is the SMTP server. Create it with [New]; serve with [Server.Serve] or
 // [Server.ListenAndServe] (once), stop with [Server.Shutdown].
 type Server struct {
-	cfg  Config
-	acc  Accepter
-	log  *slog.Logger
-	smtp *smtp.Server
+	cfg    Config
+	acc    Accepter
+	log    *slog.Logger
+	smtp   *smtp.Server
+	limits *limits
 
 	// base is the parent of every Accept context. go-smtp's session callbacks carry no
 	// context, so the server owns one for its lifetime; Shutdown cancels it only when its own
@@ -200,8 +278,9 @@ type Server struct {
 }
 
 // New returns a server for cfg (zero fields take defaults) that hands messages to acc and logs
-// to log. It reads the STARTTLS certificate files when set.
-func New(cfg Config, acc Accepter, log *slog.Logger) (*Server, error) {
+// to log. It reads the STARTTLS certificate files when set, and builds the rate limiters with the
+// factory of [WithRateLimiter] when limits are configured.
+func New(cfg Config, acc Accepter, log *slog.Logger, opts ...Option) (*Server, error) {
 	cfg = cfg.withDefaults()
 	var errs []error
 	if acc == nil {
@@ -214,16 +293,20 @@ func New(cfg Config, acc Accepter, log *slog.Logger) (*Server, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("configuring smtp server: %w", err)
 	}
-	tlsCfg := cfg.TLS
-	if cfg.TLSCertFile != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("loading smtp tls certificate: %w", err)
-		}
-		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	var o options
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	tlsCfg, err := serverTLS(cfg)
+	if err != nil {
+		return nil, err
+	}
+	lim, err := newLimits(cfg, o.limiters, log)
+	if err != nil {
+		return nil, fmt.Errorf("configuring smtp server: %w", err)
 	}
 
-	s := &Server{cfg: cfg, acc: acc, log: log}
+	s := &Server{cfg: cfg, acc: acc, log: log, limits: lim}
 	s.base, s.cancel = context.WithCancel(context.Background())
 	srv := smtp.NewServer(&backend{srv: s})
 	srv.Addr = cfg.Addr
@@ -260,10 +343,15 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 	s.served = true
 	ll := &limitListener{Listener: l, sem: make(chan struct{}, s.cfg.MaxConnections), hostname: s.cfg.Hostname, log: s.log}
+	if s.limits.conns != nil {
+		ll.admit = s.admit
+	}
 	s.listener = ll
 	s.mu.Unlock()
 
-	s.log.Info("serving smtp", slog.String("addr", l.Addr().String()), slog.Bool("starttls", s.smtp.TLSConfig != nil))
+	s.log.Info("serving smtp", slog.String("addr", l.Addr().String()), slog.Bool("starttls", s.smtp.TLSConfig != nil),
+		slog.Bool("require_tls", s.cfg.RequireTLS), slog.String("rate_connections", s.cfg.RateConnections.String()),
+		slog.String("rate_messages", s.cfg.RateMessages.String()))
 	err := s.smtp.Serve(ll)
 	s.mu.Lock()
 	draining := s.draining
@@ -361,6 +449,23 @@ func (e errorLog) Println(v ...any) {
 	e.log.Warn("smtp server", slog.String("detail", fmt.Sprint(v...)))
 }
 
+// admit takes a connection token for the client of c. Refused, it answers 421 4.7.0 in place of
+// the greeting and closes c.
+func (s *Server) admit(c net.Conn) bool {
+	ip := addrOf(c.RemoteAddr())
+	ok, retry := s.limits.allow(s.base, s.limits.conns, ip)
+	if ok {
+		return true
+	}
+	s.log.Info("refused smtp connection: connection rate limit", slog.String("client_ip", ip.String()),
+		slog.String("limit", s.cfg.RateConnections.String()), slog.Duration("retry_after", retry))
+	_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	// 421 4.7.0 and close, as Postfix answers its connection rate limit (RFC 5321 3.8).
+	_, _ = fmt.Fprintf(c, "421 4.7.0 %s Too many connections from %s, try again in %s\r\n", s.cfg.Hostname, ip, retryIn(retry))
+	_ = c.Close()
+	return false
+}
+
 // limitListener bounds concurrent connections. Over the limit it answers 421 right away instead
 // of blocking Accept: a blocked accept leaves clients hanging in the kernel backlog with no
 // answer, while 421 makes them retry later or try another MX.
@@ -369,6 +474,10 @@ type limitListener struct {
 	sem      chan struct{}
 	hostname string
 	log      *slog.Logger
+	// admit, when set, decides whether a connection may be served (the per-client connection
+	// rate). It runs on the connection's own goroutine, see limitConn.Write, so a slow limiter
+	// never holds up Accept for other clients.
+	admit func(net.Conn) bool
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -379,7 +488,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		select {
 		case l.sem <- struct{}{}:
-			return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
+			return &limitConn{Conn: c, release: func() { <-l.sem }, admit: l.admit}, nil
 		default:
 			l.log.Warn("refused smtp connection: too many connections",
 				slog.String("client_ip", hostOf(c.RemoteAddr())), slog.Int("max_connections", cap(l.sem)))
@@ -400,6 +509,29 @@ type limitConn struct {
 	net.Conn
 	once    sync.Once
 	release func()
+
+	// admit runs once, before the first byte is written. The server speaks first in SMTP
+	// (RFC 5321 3.1), so the first write is the 220 greeting: running the admission check there
+	// puts it on the connection's goroutine, before the client has been told anything, without
+	// an extra goroutine per connection. Refused, admit has already answered 421 and closed the
+	// connection; go-smtp's greeting write then fails, its next read sees the closed connection
+	// and it ends the session quietly.
+	admit     func(net.Conn) bool
+	admitOnce sync.Once
+	refused   bool
+}
+
+// errRefused is what the greeting write of a connection refused by admit returns.
+var errRefused = errors.New("smtp connection refused by the connection rate limit")
+
+func (c *limitConn) Write(p []byte) (int, error) {
+	if c.admit != nil {
+		c.admitOnce.Do(func() { c.refused = !c.admit(c.Conn) })
+		if c.refused {
+			return 0, errRefused
+		}
+	}
+	return c.Conn.Write(p)
 }
 
 func (c *limitConn) Close() error {

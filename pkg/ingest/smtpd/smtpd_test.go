@@ -28,6 +28,7 @@ import (
 	"github.com/mailpipe/mailpipe/pkg/ingest"
 	"github.com/mailpipe/mailpipe/pkg/ingest/smtpd"
 	"github.com/mailpipe/mailpipe/pkg/kafka"
+	"github.com/mailpipe/mailpipe/pkg/ratelimit"
 	"github.com/mailpipe/mailpipe/pkg/serde"
 )
 
@@ -81,7 +82,7 @@ type harness struct {
 
 // start runs a server on a loopback port, backed by a real Ingester over prod, accepting mail
 // for in.example.com.
-func start(t *testing.T, cfg smtpd.Config, prod *fakeProducer) *harness {
+func start(t *testing.T, cfg smtpd.Config, prod *fakeProducer, opts ...smtpd.Option) *harness {
 	t.Helper()
 	c, err := newCodec()
 	if err != nil {
@@ -95,7 +96,7 @@ func start(t *testing.T, cfg smtpd.Config, prod *fakeProducer) *harness {
 	if cfg.Hostname == "" {
 		cfg.Hostname = "mx.test"
 	}
-	srv, err := smtpd.New(cfg, in, log)
+	srv, err := smtpd.New(cfg, in, log, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -550,6 +551,15 @@ func TestNewValidates(t *testing.T) {
 		{name: "cert without key", cfg: smtpd.Config{TLSCertFile: "cert.pem"}, want: "set together"},
 		{name: "short lines", cfg: smtpd.Config{MaxLineLength: 200}, want: "below RFC 5321"},
 		{name: "negative size", cfg: smtpd.Config{MaxMessageBytes: -1}, want: "must not be negative"},
+		{name: "unknown tls version", cfg: smtpd.Config{TLSMinVersion: "1.4"}, want: `tls min version "1.4"`},
+		{name: "insecure cipher suite", cfg: smtpd.Config{TLSCipherSuites: []string{"TLS_RSA_WITH_RC4_128_SHA"}}, want: "insecure"},
+		{name: "tls 1.3 cipher suite", cfg: smtpd.Config{TLSCipherSuites: []string{"TLS_AES_128_GCM_SHA256"}}, want: "TLS 1.3 suite"},
+		{name: "unknown cipher suite", cfg: smtpd.Config{TLSCipherSuites: []string{"TLS_FAST_AND_LOOSE"}}, want: "unknown"},
+		{name: "suites with tls 1.3 only", cfg: smtpd.Config{TLSMinVersion: "1.3", TLSCipherSuites: []string{"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"}}, want: "no effect"},
+		{name: "require tls without a certificate", cfg: smtpd.Config{RequireTLS: true}, want: "require tls needs a certificate"},
+		{name: "invalid rate", cfg: smtpd.Config{RateMessages: ratelimit.Limit{Rate: 5}}, want: "rate messages: "},
+		{name: "invalid exempt network", cfg: smtpd.Config{RateExempt: []string{"10.0.0.0/33"}}, want: "rate exempt: "},
+		{name: "rate limit without a backend", cfg: smtpd.Config{RateConnections: ratelimit.PerMinute(60)}, want: "needs Redis"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := smtpd.New(tt.cfg, &multiRouteAccepter{}, log)
