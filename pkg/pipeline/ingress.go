@@ -11,6 +11,7 @@ import (
 	"github.com/mailpipe/mailpipe/pkg/ingest/httpd"
 	"github.com/mailpipe/mailpipe/pkg/ingest/smtpd"
 	"github.com/mailpipe/mailpipe/pkg/kafka"
+	"github.com/mailpipe/mailpipe/pkg/ratelimit/redisratelimit"
 	"github.com/mailpipe/mailpipe/pkg/route/kafkaroute"
 	"github.com/mailpipe/mailpipe/pkg/route/routeadmin"
 	"github.com/mailpipe/mailpipe/pkg/route/routeingest"
@@ -90,7 +91,12 @@ func Ingress(ctx context.Context, cfg IngressConfig, d *Deps) ([]app.Actor, erro
 		cleanup()
 		return nil, app.ConfigError(fmt.Errorf("ingest: %w", err))
 	}
-	smtpSrv, err := smtpd.New(cfg.SMTP, in, d.Log)
+	var smtpOpts []smtpd.Option
+	if d.Redis != nil {
+		// The SMTP per-client rate limits (off unless configured) share buckets across replicas.
+		smtpOpts = append(smtpOpts, smtpd.WithRateLimiter(redisratelimit.Factory(d.Redis, redisratelimit.WithPrefix("mailpipe:ingress:ratelimit:"))))
+	}
+	smtpSrv, err := smtpd.New(cfg.SMTP, in, d.Log, smtpOpts...)
 	if err != nil {
 		cleanup()
 		return nil, app.ConfigError(fmt.Errorf("smtp: %w", err))
