@@ -55,6 +55,12 @@ test-integration: ## Unit and integration tests against the running services (no
 e2e: ## End-to-end tests: every service as its own OS process on real Kafka and Redis.
 	cd e2e && MAILPIPE_TEST_REQUIRE_SERVICES=1 go test $(GOTEST_FLAGS) ./...
 
+.PHONY: bench
+bench: ## Benchmark ingress (smtp-source and HTTP load, one 50 MiB message) on real Kafka and Redis; rewrites e2e/bench/RESULTS.md.
+	scripts/deps.sh
+	$(MAKE) -s services-up
+	cd e2e && MAILPIPE_BENCH=1 go test -count=1 -timeout 30m -run '^TestBench$$' -v ./bench/
+
 .PHONY: test
 test: ## Install and start what the tests need, then run every test (the README test command).
 	scripts/test.sh

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine, idempotently: Java 17 and Maven (the
 # Kafka broker is fetched by scripts/kafka-up.sh), redis-server, swaks and kcat (interop clients),
-# and the Python libraries the lake-topic interop test uses (confluent-kafka, fastavro).
+# postfix for its smtp-source load client (make bench), and the Python libraries the lake-topic
+# interop test uses (confluent-kafka, fastavro).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
@@ -9,7 +10,26 @@ pkgs=(redis-server swaks kcat)
 command -v java >/dev/null || pkgs+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || pkgs+=(maven)
 command -v python3 >/dev/null || pkgs+=(python3 python3-pip)
+# Only smtp-source is wanted from postfix. "No configuration" makes the package write no main.cf,
+# so it starts no MTA on port 25; a daemon started anyway (an older configured install) is stopped.
+if ! dpkg -s postfix >/dev/null 2>&1; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
+  pkgs+=(postfix)
+fi
+# dpkg refuses every install while a stat override names a user or group that no longer exists
+# (seen on a machine whose /etc/passwd was reset after redis-server was installed); dropping the
+# override is dpkg's own advice, and the package's next configure sets it again if it needs it.
+while read -r user group _ path; do
+  getent passwd "$user" >/dev/null && getent group "$group" >/dev/null && continue
+  echo "removing the stale dpkg stat override of $path ($user:$group is gone)" >&2
+  ${sudo:-} dpkg-statoverride --remove "$path" || true
+done < <(dpkg-statoverride --list 2>/dev/null || true)
 apt_install "${pkgs[@]}"
+if [ -x /usr/sbin/postfix ] && /usr/sbin/postfix status >/dev/null 2>&1; then
+  echo "stopping the postfix daemon the package started (only smtp-source is used)" >&2
+  ${sudo:-} /usr/sbin/postfix stop >/dev/null 2>&1 || true
+fi
 if ! python3 -c 'import confluent_kafka, fastavro' 2>/dev/null; then
   echo "installing confluent-kafka fastavro (pip)" >&2
   python3 -m pip install -q --disable-pip-version-check confluent-kafka fastavro >&2 ||
