@@ -18,7 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/mailpipe/mailpipe/pkg/blob/fileblob"
+	"github.com/mailpipe/mailpipe/pkg/blob/cloudblob"
 	"github.com/mailpipe/mailpipe/pkg/dedupe"
 	"github.com/mailpipe/mailpipe/pkg/events"
 	"github.com/mailpipe/mailpipe/pkg/ingest"
@@ -648,7 +648,7 @@ func TestAcceptClaimCheckWithFileBlobStore(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			store, err := fileblob.New(dir)
+			store, err := cloudblob.NewDir(dir)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -99,14 +99,14 @@ func Run(t *testing.T, newStore func(t *testing.T) blob.Store) {
 		s := newStore(t)
 		for _, key := range []string{
 			"", "/abs", "trailing/", "a//b", "..", "../escape", "a/../b", "a/./b", ".hidden", "a/.tmp-1",
-			`a\b`, "a b", "a\x00b", "a?b", "a#b", "a%2Fb", "ü", strings.Repeat("k", 256),
-			strings.Repeat("k/", 256) + "k",
+			`a\b`, "a b", "a\x00b", "a?b", "a#b", "a%2Fb", "ü", strings.Repeat("k", blob.MaxKeySegmentLen+1),
+			strings.Repeat("k/", blob.MaxKeyLen/2) + "k",
 		} {
 			if ref, err := s.Put(t.Context(), key, strings.NewReader("x")); !errors.Is(err, blob.ErrInvalidKey) {
 				t.Errorf("Put(%q) = %q, %v; want ErrInvalidKey", key, ref, err)
 			}
 		}
-		longest := strings.Repeat("k", 255) + "/" + strings.Repeat("k", 255)
+		longest := strings.Repeat("k", blob.MaxKeySegmentLen) + "/" + strings.Repeat("k", blob.MaxKeySegmentLen)
 		if _, err := s.Put(t.Context(), longest, strings.NewReader("x")); err != nil {
 			t.Errorf("Put of a %d-byte key: %v", len(longest), err)
 		}

@@ -8,10 +8,11 @@ import (
 	"strings"
 )
 
-// Limits: a key stays well inside S3's 1024-byte limit and PATH_MAX; a segment fits NAME_MAX.
+// Limits: a key stays well inside S3's 1024-byte limit and PATH_MAX; a segment fits NAME_MAX
+// (255) together with the suffix of the file backend's temporary names (".<16 hex>.tmp").
 const (
 	MaxLen        = 512
-	MaxSegmentLen = 255
+	MaxSegmentLen = 224
 )
 
 // Sentinels re-exported by package blob.
