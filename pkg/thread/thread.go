@@ -4,7 +4,9 @@
 //
 // Derivation order (ARCHITECTURE.md, "Keys and ordering"):
 //
-//  1. the first id in References (the root, when mailers keep the list as RFC 5322 asks);
+//  1. the first id in References (the root, when mailers keep the list as RFC 5322 asks),
+//     resolved through the Index: a mailer that trimmed References from the front (keeping the
+//     last few ids) names a reply there, whose thread key the Index holds;
 //  2. else the first id in In-Reply-To, resolved through the Index to its thread key, or, when
 //     the index does not know it, the parent's id itself (a parent without References was a root);
 //  3. else the message's own Message-ID;
@@ -63,8 +65,8 @@ type Source string
 
 // Sources, in derivation order.
 const (
-	SourceReferences Source = "references"  // first id of References
-	SourceIndex      Source = "index"       // In-Reply-To resolved through the Index
+	SourceReferences Source = "references"  // first id of References, not in the Index: the root
+	SourceIndex      Source = "index"       // first id of References or In-Reply-To resolved through the Index
 	SourceInReplyTo  Source = "in_reply_to" // In-Reply-To not in the Index (or no Index): the parent's id
 	SourceMessageID  Source = "message_id"  // own Message-ID: the message is a root
 	SourceSynthetic  Source = "synthetic"   // no usable id: SyntheticID
@@ -108,17 +110,10 @@ func Key(ctx context.Context, h Headers, idx Index) (Result, error) {
 	switch refs, parents := mailid.MessageIDs(h.References), mailid.MessageIDs(h.InReplyTo); {
 	case len(refs) > 0:
 		res.Key, res.Source = refs[0], SourceReferences
+		idxErr = resolve(ctx, idx, &res)
 	case len(parents) > 0:
 		res.Key, res.Source = parents[0], SourceInReplyTo
-		if idx != nil {
-			key, found, err := idx.Lookup(ctx, parents[0])
-			switch {
-			case err != nil:
-				idxErr = fmt.Errorf("looking up thread of %q: %w", parents[0], err)
-			case found && key != "":
-				res.Key, res.Source = key, SourceIndex
-			}
-		}
+		idxErr = resolve(ctx, idx, &res)
 	default:
 		res.Key, res.Source = res.MessageID, SourceMessageID
 		if strings.HasPrefix(res.Key, SyntheticPrefix) {
@@ -131,6 +126,22 @@ func Key(ctx context.Context, h Headers, idx Index) (Result, error) {
 		}
 	}
 	return res, idxErr
+}
+
+// resolve replaces res.Key, an ancestor's id, with the thread key the index holds for it. Roots
+// are not in the index (Key does not write them), so a miss leaves the id, which is then the root.
+func resolve(ctx context.Context, idx Index, res *Result) error {
+	if idx == nil {
+		return nil
+	}
+	key, found, err := idx.Lookup(ctx, res.Key)
+	switch {
+	case err != nil:
+		return fmt.Errorf("looking up thread of %q: %w", res.Key, err)
+	case found && key != "":
+		res.Key, res.Source = key, SourceIndex
+	}
+	return nil
 }
 
 // SyntheticID returns the deterministic id for a message without a usable Message-ID:

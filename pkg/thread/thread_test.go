@@ -73,6 +73,22 @@ func TestKey(t *testing.T) {
 			remembered: map[string]string{"r1@x": "other@x", "r2@x": "root@x"},
 		},
 		{
+			name:       "trimmed references: the first id left is a reply the index knows",
+			h:          thread.Headers{MessageID: "<r5@x>", InReplyTo: "<r4@x>", References: "<r3@x> <r4@x>"},
+			index:      map[string]string{"r3@x": "root@x", "r4@x": "root@x"},
+			want:       thread.Result{Key: "root@x", Source: thread.SourceIndex, MessageID: "r5@x"},
+			remembered: map[string]string{"r3@x": "root@x", "r4@x": "root@x", "r5@x": "root@x"},
+		},
+		{
+			name:      "references lookup error degrades to the first id",
+			h:         thread.Headers{MessageID: "<r@x>", References: "<r3@x> <r4@x>"},
+			lookupErr: down,
+			want:      thread.Result{Key: "r3@x", Source: thread.SourceReferences, MessageID: "r@x"},
+			wantErr:   down,
+			// The key actually used is remembered, so r's replies follow r's partition.
+			remembered: map[string]string{"r@x": "r3@x"},
+		},
+		{
 			name:       "garbage before references",
 			h:          thread.Headers{MessageID: "<r@x>", References: "(from list) junk <root@x> <p@x>"},
 			want:       thread.Result{Key: "root@x", Source: thread.SourceReferences, MessageID: "r@x"},
@@ -180,6 +196,28 @@ func TestConversationWithoutReferences(t *testing.T) {
 			t.Fatal(err)
 		}
 		// then all share the root's key
+		if got.Key != "root@x" {
+			t.Errorf("message %d: key %q, want root@x", i, got.Key)
+		}
+	}
+}
+
+func TestConversationWithTrimmedReferences(t *testing.T) {
+	// given a conversation whose later mailers keep only the last two ids of References
+	idx := newIndex()
+	msgs := []thread.Headers{
+		{MessageID: "<root@x>"},
+		{MessageID: "<r1@x>", InReplyTo: "<root@x>", References: "<root@x>"},
+		{MessageID: "<r2@x>", InReplyTo: "<r1@x>", References: "<root@x> <r1@x>"},
+		{MessageID: "<r3@x>", InReplyTo: "<r2@x>", References: "<r1@x> <r2@x>"},
+		{MessageID: "<r4@x>", InReplyTo: "<r3@x>", References: "<r2@x> <r3@x>"},
+	}
+	// when each is keyed in order, then all share the root's key
+	for i, h := range msgs {
+		got, err := thread.Key(t.Context(), h, idx)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if got.Key != "root@x" {
 			t.Errorf("message %d: key %q, want root@x", i, got.Key)
 		}
