@@ -1,8 +1,9 @@
 // Package devstack runs the whole pipeline in one process for `mailpipe dev`: an embedded Kafka
 // (franz-go's kfake, listening on a real port so kcat and `mailpipe tail` can attach), an
-// embedded Redis (miniredis), a blob directory and a local JSON-lines file standing in for the
-// CRM. Every stage is built by package pipeline with the same constructors and config structs
-// as the production services, so dev exercises the production code paths.
+// embedded Redis (miniredis), a blob directory, a local JSON-lines file standing in for the CRM,
+// and a self-signed certificate (TLSCertFile in Dir) so the SMTP listener offers STARTTLS as
+// production does. Every stage is built by package pipeline with the same constructors and
+// config structs as the production services, so dev exercises the production code paths.
 package devstack
 
 import (
@@ -14,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -76,6 +78,13 @@ func Run(ctx context.Context, cfg Config, out io.Writer, log *slog.Logger) error
 	if err != nil {
 		return fmt.Errorf("resolving %s: %w", cfg.Dir, err)
 	}
+	certFile, _, generated, err := ensureCert(dir, time.Now())
+	if err != nil {
+		return fmt.Errorf("preparing the dev STARTTLS certificate: %w", err)
+	}
+	if generated {
+		log.InfoContext(ctx, "generated a self-signed STARTTLS certificate", slog.String("file", certFile))
+	}
 	port, err := portOf(cfg.KafkaAddr)
 	if err != nil {
 		return err
@@ -120,8 +129,9 @@ func Run(ctx context.Context, cfg Config, out io.Writer, log *slog.Logger) error
   Redis     %s
   admin     http://%s/readyz  /metrics
   CRM store %s
+  STARTTLS  %s   (self-signed; swaks --tls --server %s --to support@%s)
 `, cfg.SMTPAddr, cfg.SMTPAddr, cfg.Domains[0], cfg.HTTPAddr, cfg.APIKey, kcfg.Brokers[0], kcfg.Brokers[0],
-		kcfg.Brokers[0], mr.Addr(), cfg.AdminAddr, filepath.Join(dir, "crm.jsonl"))
+		kcfg.Brokers[0], mr.Addr(), cfg.AdminAddr, filepath.Join(dir, "crm.jsonl"), certFile, cfg.SMTPAddr, cfg.Domains[0])
 	return app.Run(ctx, log, actors...)
 }
 
@@ -161,6 +171,8 @@ func build(ctx context.Context, cfg Config, common pipeline.Common, dir string, 
 	ingCfg := pipeline.IngressConfig{Common: common, Ingest: ingest.DefaultConfig(), SMTP: smtpd.DefaultConfig(), HTTP: httpd.DefaultConfig(), HTTPAddr: cfg.HTTPAddr}
 	ingCfg.Ingest.Domains = cfg.Domains
 	ingCfg.SMTP.Addr = cfg.SMTPAddr
+	// STARTTLS with the self-signed certificate Run made sure of.
+	ingCfg.SMTP.TLSCertFile, ingCfg.SMTP.TLSKeyFile = filepath.Join(dir, TLSCertFile), filepath.Join(dir, TLSKeyFile)
 	ingCfg.HTTP.APIKeySHA256 = []string{httpd.HashKey(cfg.APIKey)}
 	a, err = pipeline.Ingress(ctx, ingCfg, d)
 	if err != nil {

@@ -3,6 +3,8 @@ package devstack_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"log/slog"
 	"net"
@@ -63,8 +65,18 @@ func TestDevStackDeliversToLocalStore(t *testing.T) {
 	// when
 	msg := "From: Ann <ann@example.com>\r\nTo: support@in.example.com\r\nSubject: dev smoke\r\n" +
 		"Message-ID: <dev-smoke-1@example.com>\r\n\r\nhello\r\n"
+	// over STARTTLS, verifying the generated self-signed certificate as a client that trusts it
+	pemBytes, err := os.ReadFile(filepath.Join(cfg.Dir, devstack.TLSCertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pemBytes) {
+		t.Fatal("no certificate in the dev certificate file")
+	}
 	waitFor(t, 30*time.Second, func() bool {
-		return smtp.SendMail(cfg.SMTPAddr, nil, "ann@example.com", []string{"support@in.example.com"}, []byte(msg)) == nil
+		return sendTLS(cfg.SMTPAddr, &tls.Config{RootCAs: roots, ServerName: "localhost", MinVersion: tls.VersionTLS12},
+			"ann@example.com", "support@in.example.com", msg) == nil
 	})
 
 	// then
@@ -104,4 +116,34 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// sendTLS delivers msg over SMTP after a verified STARTTLS; net/smtp.SendMail would verify
+// against the system roots, which do not hold the dev certificate.
+func sendTLS(addr string, cfg *tls.Config, from, to, msg string) error {
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = c.Close() }()
+	if err := c.StartTLS(cfg); err != nil {
+		return err
+	}
+	if err := c.Mail(from); err != nil {
+		return err
+	}
+	if err := c.Rcpt(to); err != nil {
+		return err
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write([]byte(msg)); err != nil {
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	return c.Quit()
 }
