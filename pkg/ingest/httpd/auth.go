@@ -15,20 +15,22 @@ type apiKey struct {
 	sum    []byte
 }
 
-// lookupKey returns the tenant of key. It compares the key's SHA-256 with every configured hash
-// in constant time: hashing first makes the comparison length-independent, and checking all
-// entries without an early return keeps the time independent of which entry matched.
-func lookupKey(keys []apiKey, key string) (tenant string, ok bool) {
+// lookupKey returns the tenants of key (one, unless the same key is configured for several).
+// It compares the key's SHA-256 with every configured hash in constant time: hashing first
+// makes the comparison length-independent, and checking all entries without an early return
+// keeps the time independent of which entry matched.
+func lookupKey(keys []apiKey, key string) []string {
 	if key == "" {
-		return "", false
+		return nil
 	}
 	sum := sha256.Sum256([]byte(key))
+	var tenants []string
 	for _, k := range keys {
-		if subtle.ConstantTimeCompare(sum[:], k.sum) == 1 && !ok {
-			tenant, ok = k.tenant, true
+		if subtle.ConstantTimeCompare(sum[:], k.sum) == 1 {
+			tenants = append(tenants, k.tenant)
 		}
 	}
-	return tenant, ok
+	return tenants
 }
 
 // bearerKey returns the key of an "Authorization: Bearer <key>" header (scheme
@@ -39,6 +41,16 @@ func bearerKey(r *http.Request) string {
 		return ""
 	}
 	return strings.TrimSpace(key)
+}
+
+// bearerOrBasicKey returns the Bearer key, or else the password of HTTP Basic credentials (the
+// user name is ignored), which is how a key put in a URL's userinfo arrives.
+func bearerOrBasicKey(r *http.Request) string {
+	if k := bearerKey(r); k != "" {
+		return k
+	}
+	_, password, _ := r.BasicAuth()
+	return password
 }
 
 // permits reports whether a credential of tenant may deliver to a recipient of route: the route

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/mailpipe/mailpipe/pkg/ingest"
+	"github.com/mailpipe/mailpipe/pkg/ingest/httpd/mailgun"
+	"github.com/mailpipe/mailpipe/pkg/ingest/httpd/sendgrid"
 	"github.com/mailpipe/mailpipe/pkg/route"
 	"github.com/mailpipe/mailpipe/pkg/webhooksig"
 )
@@ -19,16 +21,21 @@ import (
 // Environment variable names of [Config], relative to the prefix the service gives the section
 // (the ingress service reads them as MAILPIPE_HTTP_<NAME>).
 const (
-	EnvAPIKeySHA256    = "API_KEY_SHA256"
-	EnvAPIKeys         = "API_KEYS"
-	EnvAPIKeysFile     = "API_KEYS_FILE"
-	EnvHMACSecrets     = "HMAC_SECRETS"
-	EnvHMACSecretsFile = "HMAC_SECRETS_FILE"
-	EnvHMACTolerance   = "HMAC_TOLERANCE"
-	EnvMaxBodyBytes    = "MAX_BODY_BYTES"
-	EnvMaxRecipients   = "MAX_RECIPIENTS"
-	EnvAcceptTimeout   = "ACCEPT_TIMEOUT"
-	EnvRetryAfter      = "RETRY_AFTER"
+	EnvAPIKeySHA256           = "API_KEY_SHA256"
+	EnvAPIKeys                = "API_KEYS"
+	EnvAPIKeysFile            = "API_KEYS_FILE"
+	EnvHMACSecrets            = "HMAC_SECRETS"
+	EnvHMACSecretsFile        = "HMAC_SECRETS_FILE"
+	EnvHMACTolerance          = "HMAC_TOLERANCE"
+	EnvSendGridPublicKeys     = "SENDGRID_PUBLIC_KEYS"
+	EnvSendGridTolerance      = "SENDGRID_TOLERANCE"
+	EnvMailgunSigningKeys     = "MAILGUN_SIGNING_KEYS"
+	EnvMailgunSigningKeysFile = "MAILGUN_SIGNING_KEYS_FILE"
+	EnvMailgunTolerance       = "MAILGUN_TOLERANCE"
+	EnvMaxBodyBytes           = "MAX_BODY_BYTES"
+	EnvMaxRecipients          = "MAX_RECIPIENTS"
+	EnvAcceptTimeout          = "ACCEPT_TIMEOUT"
+	EnvRetryAfter             = "RETRY_AFTER"
 )
 
 // Defaults of [Config].
@@ -40,6 +47,15 @@ const (
 	// DefaultHMACTolerance is the Standard Webhooks recommendation: senders sign every attempt
 	// anew, so a retry always carries a fresh timestamp.
 	DefaultHMACTolerance = webhooksig.DefaultTolerance
+	// DefaultSendGridTolerance covers SendGrid's three days of retries plus an hour: its docs
+	// do not say whether a retried post is signed anew, and a window shorter than the retry
+	// period would turn a retry after an outage into a 401 and lose the message. Replays inside
+	// the window are recorded once (the signed content is the id), so the cost of the long
+	// window is replay-store memory, not duplicates.
+	DefaultSendGridTolerance = 73 * time.Hour
+	// DefaultMailgunTolerance covers Mailgun's 8 hours of retries plus an hour, for the same
+	// reason; each token is recorded once inside it.
+	DefaultMailgunTolerance = 9 * time.Hour
 )
 
 // Config configures the handler. Zero fields take the defaults.
@@ -67,6 +83,21 @@ type Config struct {
 	// older or newer signatures get 401. Replays inside the window are caught by webhook-id.
 	// Default 5m.
 	HMACTolerance time.Duration `env:"HMAC_TOLERANCE" default:"5m" usage:"accepted clock difference of HMAC-signed requests"`
+	// SendGridPublicKeys verify signed SendGrid Inbound Parse posts, each "tenant:<public key of
+	// the Parse webhook security policy, base64 DER as SendGrid's API returns it>". Public keys
+	// are not secrets; the same key may be given to several tenants.
+	SendGridPublicKeys []string `env:"SENDGRID_PUBLIC_KEYS" usage:"SendGrid Inbound Parse security policy public keys as tenant:base64-DER, comma-separated"`
+	// SendGridTolerance is the accepted age (either way) of a SendGrid signature timestamp.
+	// Default 73h (see DefaultSendGridTolerance).
+	SendGridTolerance time.Duration `env:"SENDGRID_TOLERANCE" default:"73h" usage:"accepted clock difference of signed SendGrid posts"`
+	// MailgunSigningKeys verify Mailgun forward() posts, each "tenant:<HTTP webhook signing
+	// key>". One Mailgun account has one key; give it to every tenant the account serves.
+	MailgunSigningKeys []string `env:"MAILGUN_SIGNING_KEYS" usage:"Mailgun HTTP webhook signing keys as tenant:key, comma-separated"`
+	// MailgunSigningKeysFile names a file of more MailgunSigningKeys entries, as APIKeysFile.
+	MailgunSigningKeysFile string `env:"MAILGUN_SIGNING_KEYS_FILE" usage:"file of tenant:key lines (# comments), added to MAILGUN_SIGNING_KEYS"`
+	// MailgunTolerance is the accepted age (either way) of a Mailgun signature timestamp.
+	// Default 9h (see DefaultMailgunTolerance).
+	MailgunTolerance time.Duration `env:"MAILGUN_TOLERANCE" default:"9h" usage:"accepted clock difference of signed Mailgun posts"`
 	// MaxBodyBytes bounds the request body; larger requests get 413. Default 25 MiB.
 	MaxBodyBytes int64 `env:"MAX_BODY_BYTES" default:"26214400" usage:"largest request body accepted over HTTP, bytes"`
 	// MaxRecipients bounds rcpt_to entries; more get 400. Default 100.
@@ -86,6 +117,9 @@ func DefaultConfig() Config {
 		AcceptTimeout: DefaultAcceptTimeout,
 		RetryAfter:    DefaultRetryAfter,
 		HMACTolerance: DefaultHMACTolerance,
+
+		SendGridTolerance: DefaultSendGridTolerance,
+		MailgunTolerance:  DefaultMailgunTolerance,
 	}
 }
 
@@ -106,6 +140,12 @@ func (c Config) withDefaults() Config {
 	if c.HMACTolerance == 0 {
 		c.HMACTolerance = DefaultHMACTolerance
 	}
+	if c.SendGridTolerance == 0 {
+		c.SendGridTolerance = DefaultSendGridTolerance
+	}
+	if c.MailgunTolerance == 0 {
+		c.MailgunTolerance = DefaultMailgunTolerance
+	}
 	return c
 }
 
@@ -123,7 +163,7 @@ func (c Config) Validate() error {
 	if c.MaxRecipients < 0 {
 		errs = append(errs, errors.New("max recipients must not be negative"))
 	}
-	if c.AcceptTimeout < 0 || c.RetryAfter < 0 || c.HMACTolerance < 0 {
+	if c.AcceptTimeout < 0 || c.RetryAfter < 0 || c.HMACTolerance < 0 || c.SendGridTolerance < 0 || c.MailgunTolerance < 0 {
 		errs = append(errs, errors.New("timeouts and tolerances must not be negative"))
 	}
 	return errors.Join(errs...)
@@ -138,8 +178,16 @@ func HashKey(key string) string {
 
 // credentials are the parsed credential lists of a Config.
 type credentials struct {
-	apiKeys []apiKey
-	hmac    map[string][]webhooksig.Secret // by tenant
+	apiKeys  []apiKey
+	hmac     map[string][]webhooksig.Secret // by tenant
+	sendgrid []tenantKey[sendgrid.PublicKey]
+	mailgun  []tenantKey[mailgun.SigningKey]
+}
+
+// tenantKey is a provider's verification key and the tenant it authenticates.
+type tenantKey[K any] struct {
+	tenant string
+	key    K
 }
 
 // credentials parses every credential list and file of c.
@@ -178,6 +226,26 @@ func (c Config) credentials() (credentials, error) {
 			cr.hmac = make(map[string][]webhooksig.Secret)
 		}
 		cr.hmac[e.tenant] = append(cr.hmac[e.tenant], sec)
+	}
+	entries, err = tenantEntries(EnvSendGridPublicKeys, c.SendGridPublicKeys, "", "")
+	errs = append(errs, err)
+	for _, e := range entries {
+		k, err := sendgrid.ParsePublicKey(e.value)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", e.where, err))
+			continue
+		}
+		cr.sendgrid = append(cr.sendgrid, tenantKey[sendgrid.PublicKey]{e.tenant, k})
+	}
+	entries, err = tenantEntries(EnvMailgunSigningKeys, c.MailgunSigningKeys, EnvMailgunSigningKeysFile, c.MailgunSigningKeysFile)
+	errs = append(errs, err)
+	for _, e := range entries {
+		k, err := mailgun.ParseSigningKey(e.value)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", e.where, err))
+			continue
+		}
+		cr.mailgun = append(cr.mailgun, tenantKey[mailgun.SigningKey]{e.tenant, k})
 	}
 	return cr, errors.Join(errs...)
 }

@@ -108,8 +108,15 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case Path:
 		h.postMessage(w, r)
+	case PathSendGrid:
+		h.postSendGrid(w, r)
+	case PathMailgun:
+		h.postMailgun(w, r)
 	default:
-		writeProblem(w, problem{http.StatusNotFound, ProblemNotFound, "Not found", "POST " + Path + " takes a raw message"})
+		writeProblem(w, problem{
+			http.StatusNotFound, ProblemNotFound, "Not found",
+			"the endpoints are POST " + Path + ", " + PathSendGrid + " and " + PathMailgun,
+		})
 	}
 }
 
@@ -123,8 +130,8 @@ func (h *handler) postMessage(w http.ResponseWriter, r *http.Request) {
 		h.postSignedMessage(w, r)
 		return
 	}
-	tenant, ok := lookupKey(h.creds.apiKeys, bearerKey(r))
-	if !ok {
+	tenants := lookupKey(h.creds.apiKeys, bearerKey(r))
+	if len(tenants) == 0 {
 		unauthorized(w, `Bearer realm="mailpipe"`, "missing or unknown API key")
 		return
 	}
@@ -133,7 +140,7 @@ func (h *handler) postMessage(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, problem{http.StatusBadRequest, ProblemBadEnvelope, "Bad envelope", err.Error()})
 		return
 	}
-	if p := h.authorize(tenant, env.RcptTo); p != nil {
+	if _, p := h.authorize(tenants, env.RcptTo); p != nil {
 		h.fail(w, *p)
 		return
 	}
@@ -245,23 +252,37 @@ func unauthorized(w http.ResponseWriter, challenge, detail string) {
 	writeProblem(w, problem{http.StatusUnauthorized, ProblemUnauthorized, "Unauthorized", detail})
 }
 
-// authorize resolves every recipient and checks that a credential of tenant may deliver to it.
-// Accept resolves again when it records; a route changed in between is the route recorded.
-func (h *handler) authorize(tenant string, rcpts []string) *problem {
+// authorize resolves every recipient and returns the first of tenants (those of the request's
+// credential) that may deliver to all of them. Accept resolves again when it records; a route
+// changed in between is the route recorded.
+func (h *handler) authorize(tenants []string, rcpts []string) (string, *problem) {
+	routes := make([]ingest.Route, 0, len(rcpts))
 	for _, rcpt := range rcpts {
 		rt, ok := h.acc.Resolve(mailid.Address(rcpt))
 		if !ok {
-			return &problem{http.StatusBadRequest, ProblemNoRoute, "Unknown recipient", rcpt + " is not an address mail is received for"}
+			return "", &problem{http.StatusBadRequest, ProblemNoRoute, "Unknown recipient", rcpt + " is not an address mail is received for"}
 		}
-		if !permits(tenant, rt) {
+		routes = append(routes, rt)
+	}
+	for _, t := range tenants {
+		if !slices.ContainsFunc(routes, func(rt ingest.Route) bool { return !permits(t, rt) }) {
+			return t, nil
+		}
+	}
+	for i, rt := range routes {
+		if !slices.ContainsFunc(tenants, func(t string) bool { return permits(t, rt) }) {
 			// The recipient's tenant is not named: the caller has no business knowing it.
-			return &problem{
+			return "", &problem{
 				http.StatusForbidden, ProblemForbidden, "Recipient of another tenant",
-				fmt.Sprintf("the credential of tenant %s may not deliver to %s", tenant, rcpt),
+				fmt.Sprintf("the credential (tenant %s) may not deliver to %s", strings.Join(tenants, ", "), rcpts[i]),
 			}
 		}
 	}
-	return nil
+	// Each recipient is some credential tenant's, but no single tenant owns them all.
+	return "", &problem{
+		http.StatusForbidden, ProblemForbidden, "Recipients of several tenants",
+		"one request delivers for one tenant; send one request per tenant",
+	}
 }
 
 // readBody reads the whole request body through the configured limit.
