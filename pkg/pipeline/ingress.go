@@ -110,7 +110,12 @@ func Ingress(ctx context.Context, cfg IngressConfig, d *Deps) ([]app.Actor, erro
 		return prod.Flush(ctx)
 	}), smtpSrv.Actor())
 	if cfg.HTTPAddr != "" {
-		h, err := httpd.New(cfg.HTTP, in, d.Log)
+		var httpOpts []httpd.Option
+		if d.Redis != nil {
+			// Signed requests' replay ids are shared by every replica.
+			httpOpts = append(httpOpts, httpd.WithReplayStore(redisdedupe.New(d.Redis, redisdedupe.WithPrefix("mailpipe:ingress:"))))
+		}
+		h, err := httpd.New(cfg.HTTP, in, d.Log, httpOpts...)
 		if err != nil {
 			cleanup()
 			return nil, app.ConfigError(fmt.Errorf("http: %w", err))
