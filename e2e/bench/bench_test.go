@@ -30,6 +30,8 @@ type settings struct {
 	httpWorkers, httpMessages  int
 	bodyBytes                  int
 	largeBytes                 int64
+	// repeat is how many times each throughput run is made, each in a fresh process.
+	repeat int
 	// rev, when set, is a commit to export and build instead of the work tree.
 	rev string
 }
@@ -54,6 +56,7 @@ func loadSettings(t *testing.T) settings {
 		httpMessages: num("MAILPIPE_BENCH_HTTP_MESSAGES", 5000),
 		bodyBytes:    num("MAILPIPE_BENCH_BODY_BYTES", 2048),
 		largeBytes:   int64(num("MAILPIPE_BENCH_LARGE_MIB", 50)) << 20,
+		repeat:       num("MAILPIPE_BENCH_REPEAT", 3),
 		rev:          os.Getenv("MAILPIPE_BENCH_REV"),
 	}
 }
@@ -99,57 +102,76 @@ func TestBench(t *testing.T) {
 		"MAILPIPE_HTTP_API_KEY_SHA256=" + hex.EncodeToString(keyHash[:]),
 	}
 
-	rep := report{settings: s, built: built, started: time.Now().UTC()}
+	rep := report{
+		built: built, started: time.Now().UTC(), loadBefore: loadAverage(),
+		flush: brokerSetting(t, brokers, "log.flush.interval.messages"),
+	}
 
-	// when/then: SMTP load with smtp-source.
+	// when/then: SMTP load with smtp-source, then HTTP load, each repeated in fresh processes
+	// (the machine may be shared, so one run alone says little), then the large message.
+	smtpRow := &row{
+		name: "SMTP (smtp-source)", messages: s.smtpMessages,
+		size: fmt.Sprintf("%d B body", s.bodyBytes), concurrency: fmt.Sprintf("%d sessions", s.smtpSessions),
+	}
+	httpRow := &row{
+		name: "HTTP (POST /v1/messages)", messages: s.httpMessages,
+		size: fmt.Sprintf("%d B body", s.bodyBytes), concurrency: fmt.Sprintf("%d workers", s.httpWorkers),
+	}
+	rep.rows = []*row{smtpRow, httpRow}
 	t.Run("smtp", func(t *testing.T) {
-		p := startIngress(t, "ingress-smtp", bins["ingress"], tmp, env)
-		p.waitReady(t, 90*time.Second)
-		idle := p.memory(t)
-		from := "smtp-" + runID + "@bench.example.org"
-		start := endOffsets(t, brokers)
-		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
-		defer cancel()
-		elapsed, err := runSMTPSource(ctx, source, p.smtp, from, recipient, s.smtpSessions, s.smtpMessages, s.bodyBytes)
-		peak := p.memory(t)
-		if err != nil {
-			t.Fatal(err)
+		for i := range s.repeat {
+			t.Run(strconv.Itoa(i+1), func(t *testing.T) {
+				p := startIngress(t, fmt.Sprintf("ingress-smtp-%d", i+1), bins["ingress"], tmp, env)
+				p.waitReady(t, 90*time.Second)
+				idle, cpu0 := p.memory(t), p.cpu(t)
+				from := fmt.Sprintf("smtp-%s-%d@bench.example.org", runID, i+1)
+				start := endOffsets(t, brokers)
+				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+				defer cancel()
+				elapsed, clientCPU, err := runSMTPSource(ctx, source, p.smtp, from, recipient, s.smtpSessions, s.smtpMessages, s.bodyBytes)
+				peak, cpu1 := p.memory(t), p.cpu(t)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := readRun(t, brokers, start, from, s.smtpMessages, time.Minute)
+				checkCount(t, got, s.smtpMessages)
+				if err := p.stop(); err != nil {
+					t.Error(err)
+				}
+				smtpRow.samples = append(smtpRow.samples, sample{
+					accepted: s.smtpMessages, onTopic: got.records, elapsed: elapsed, idle: idle, peak: peak,
+					ingressCPU: cpu1 - cpu0, clientCPU: clientCPU,
+				})
+			})
 		}
-		got := readRun(t, brokers, start, from, s.smtpMessages, time.Minute)
-		checkCount(t, got, s.smtpMessages)
-		if err := p.stop(); err != nil {
-			t.Error(err)
-		}
-		rep.rows = append(rep.rows, row{
-			name: "SMTP (smtp-source)", messages: s.smtpMessages, accepted: s.smtpMessages, onTopic: got.records,
-			size: fmt.Sprintf("%d B body", s.bodyBytes), concurrency: fmt.Sprintf("%d sessions", s.smtpSessions),
-			elapsed: elapsed, idle: idle, peak: peak,
-		})
 	})
 
 	t.Run("http", func(t *testing.T) {
-		p := startIngress(t, "ingress-http", bins["ingress"], tmp, env)
-		p.waitReady(t, 90*time.Second)
-		idle := p.memory(t)
-		from := "http-" + runID + "@bench.example.org"
-		start := endOffsets(t, brokers)
-		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
-		defer cancel()
-		out := runHTTP(ctx, p.http, apiKey, from, recipient, s.httpWorkers, s.httpMessages, s.bodyBytes, runID)
-		peak := p.memory(t)
-		if out.accepted != s.httpMessages {
-			t.Errorf("%d of %d POSTs answered 202; the others: %v", out.accepted, s.httpMessages, out.failures)
+		for i := range s.repeat {
+			t.Run(strconv.Itoa(i+1), func(t *testing.T) {
+				p := startIngress(t, fmt.Sprintf("ingress-http-%d", i+1), bins["ingress"], tmp, env)
+				p.waitReady(t, 90*time.Second)
+				idle, cpu0 := p.memory(t), p.cpu(t)
+				from := fmt.Sprintf("http-%s-%d@bench.example.org", runID, i+1)
+				start := endOffsets(t, brokers)
+				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+				defer cancel()
+				out := runHTTP(ctx, p.http, apiKey, from, recipient, s.httpWorkers, s.httpMessages, s.bodyBytes, fmt.Sprintf("%s-%d", runID, i+1))
+				peak, cpu1 := p.memory(t), p.cpu(t)
+				if out.accepted != s.httpMessages {
+					t.Errorf("%d of %d POSTs answered 202; the others: %v", out.accepted, s.httpMessages, out.failures)
+				}
+				got := readRun(t, brokers, start, from, out.accepted, time.Minute)
+				checkCount(t, got, out.accepted)
+				if err := p.stop(); err != nil {
+					t.Error(err)
+				}
+				httpRow.samples = append(httpRow.samples, sample{
+					accepted: out.accepted, onTopic: got.records, elapsed: out.elapsed, idle: idle, peak: peak,
+					ingressCPU: cpu1 - cpu0, clientCPU: out.cpu,
+				})
+			})
 		}
-		got := readRun(t, brokers, start, from, out.accepted, time.Minute)
-		checkCount(t, got, out.accepted)
-		if err := p.stop(); err != nil {
-			t.Error(err)
-		}
-		rep.rows = append(rep.rows, row{
-			name: "HTTP (POST /v1/messages)", messages: s.httpMessages, accepted: out.accepted, onTopic: got.records,
-			size: fmt.Sprintf("%d B body", s.bodyBytes), concurrency: fmt.Sprintf("%d workers", s.httpWorkers),
-			elapsed: out.elapsed, idle: idle, peak: peak,
-		})
 	})
 
 	t.Run("large", func(t *testing.T) {
@@ -180,11 +202,11 @@ func TestBench(t *testing.T) {
 		rep.large = &l
 	})
 
-	rep.finished = time.Now().UTC()
+	rep.finished, rep.loadAfter = time.Now().UTC(), loadAverage()
 	table := rep.markdown(t)
 	fmt.Print("\n" + table)
-	if t.Failed() {
-		t.Log("not writing RESULTS.md: the run failed")
+	if t.Failed() || len(smtpRow.samples) != s.repeat || len(httpRow.samples) != s.repeat || rep.large == nil {
+		t.Log("not writing RESULTS.md: the run failed or did not run every part")
 		return
 	}
 	if err := os.WriteFile("RESULTS.md", []byte(table), 0o644); err != nil {

@@ -2,6 +2,7 @@ package bench_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -200,4 +201,33 @@ func (p *ingress) memory(t *testing.T) memory {
 		t.Fatalf("no VmHWM/VmRSS in /proc/%d/status", p.cmd.Process.Pid)
 	}
 	return m
+}
+
+// cpu returns the processor time (user + system) the process used so far, from
+// /proc/PID/stat. Linux reports it in USER_HZ ticks, 100 per second on every architecture Go
+// supports there (the kernel ABI fixes it, whatever CONFIG_HZ is).
+func (p *ingress) cpu(t *testing.T) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		t.Fatalf("reading the cpu time of %s: %v", p.name, err)
+	}
+	// The command name (field 2) may hold spaces; the fields after its ')' start at field 3.
+	i := bytes.LastIndexByte(b, ')')
+	var f []string
+	if i >= 0 {
+		f = strings.Fields(string(b[i+1:]))
+	}
+	if len(f) < 13 {
+		t.Fatalf("unexpected /proc/%d/stat: %q", p.cmd.Process.Pid, b)
+	}
+	var ticks int64
+	for _, s := range f[11:13] { // utime (field 14) and stime (field 15)
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			t.Fatalf("parsing /proc/%d/stat: %v", p.cmd.Process.Pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * (time.Second / 100)
 }

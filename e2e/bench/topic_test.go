@@ -36,6 +36,29 @@ func endOffsets(t *testing.T, brokers string) map[int32]int64 {
 	return out
 }
 
+// brokerSetting returns a broker configuration value as the broker reports it ("?" when it
+// does not), for the notes beside the figures.
+func brokerSetting(t *testing.T, brokers, name string) string {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(brokers, ",")...))
+	if err != nil {
+		t.Fatalf("building a kafka client: %v", err)
+	}
+	defer cl.Close()
+	rcs, err := kadm.NewClient(cl).DescribeBrokerConfigs(t.Context())
+	if err != nil {
+		t.Fatalf("describing the broker configuration: %v", err)
+	}
+	for _, rc := range rcs {
+		for _, c := range rc.Configs {
+			if c.Key == name {
+				return c.MaybeValue()
+			}
+		}
+	}
+	return "?"
+}
+
 // onTopic is what a read_committed consumer finds on mail.raw.v1 for one run.
 type onTopic struct {
 	// records with the run's envelope sender, and how many distinct ingress ids they carry
