@@ -6,6 +6,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
+sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
 pkgs=(redis-server swaks kcat)
 command -v java >/dev/null || pkgs+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || pkgs+=(maven)
@@ -13,7 +14,6 @@ command -v python3 >/dev/null || pkgs+=(python3 python3-pip)
 # Only smtp-source is wanted from postfix. "No configuration" makes the package write no main.cf,
 # so it starts no MTA on port 25; a daemon started anyway (an older configured install) is stopped.
 if ! dpkg -s postfix >/dev/null 2>&1; then
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
   echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
   pkgs+=(postfix)
 fi
@@ -23,12 +23,12 @@ fi
 while read -r user group _ path; do
   getent passwd "$user" >/dev/null && getent group "$group" >/dev/null && continue
   echo "removing the stale dpkg stat override of $path ($user:$group is gone)" >&2
-  ${sudo:-} dpkg-statoverride --remove "$path" || true
+  $sudo dpkg-statoverride --remove "$path" || true
 done < <(dpkg-statoverride --list 2>/dev/null || true)
 apt_install "${pkgs[@]}"
 if [ -x /usr/sbin/postfix ] && /usr/sbin/postfix status >/dev/null 2>&1; then
   echo "stopping the postfix daemon the package started (only smtp-source is used)" >&2
-  ${sudo:-} /usr/sbin/postfix stop >/dev/null 2>&1 || true
+  $sudo /usr/sbin/postfix stop >/dev/null 2>&1 || true
 fi
 if ! python3 -c 'import confluent_kafka, fastavro' 2>/dev/null; then
   echo "installing confluent-kafka fastavro (pip)" >&2
