@@ -125,7 +125,10 @@ func (s *session) Data(r io.Reader) error {
 	var buf bytes.Buffer
 	buf.WriteString(s.received(env))
 	// go-smtp's reader enforces MaxMessageBytes and returns its 552 error past it; the guard
-	// refuses bare CR/LF, NUL and (by policy) undeclared 8-bit data.
+	// refuses bare CR/LF, NUL, empty data and (by policy) undeclared 8-bit data. Both fail with
+	// an *smtp.SMTPError, which is the reply. (To stream instead of buffering, hand
+	// io.MultiReader(received, guard) to the streaming Accept and map the *smtp.SMTPError it
+	// passes through the same way; go-smtp drains whatever is left of the data.)
 	if _, err := io.Copy(&buf, guard); err != nil {
 		var se *smtp.SMTPError
 		switch {

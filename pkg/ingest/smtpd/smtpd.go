@@ -107,7 +107,9 @@ type Config struct {
 	// MaxConnections bounds concurrent connections; a connection over the limit gets
 	// 421 4.7.0 and is closed. Default 256.
 	MaxConnections int `env:"MAX_CONNECTIONS" default:"256" usage:"concurrent SMTP connections"`
-	// TLSCertFile and TLSKeyFile (PEM) enable STARTTLS. Both or neither.
+	// TLSCertFile and TLSKeyFile (PEM) enable STARTTLS. Both or neither. They are read at New
+	// (a bad pair fails it) and again when they change, so a renewed certificate is served
+	// without a restart (checked at most every 30s, on a handshake).
 	TLSCertFile string `env:"TLS_CERT_FILE" usage:"PEM certificate for STARTTLS"`
 	TLSKeyFile  string `env:"TLS_KEY_FILE" usage:"PEM private key for STARTTLS"`
 	// TLSMinVersion is the lowest TLS version STARTTLS negotiates: "1.0", "1.1", "1.2" or
@@ -297,7 +299,7 @@ func New(cfg Config, acc Accepter, log *slog.Logger, opts ...Option) (*Server, e
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
-	tlsCfg, err := serverTLS(cfg)
+	tlsCfg, err := serverTLS(cfg, log)
 	if err != nil {
 		return nil, err
 	}

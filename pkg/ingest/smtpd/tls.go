@@ -4,7 +4,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"slices"
+	"sync"
+	"time"
 )
 
 var tlsVersions = map[string]uint16{
@@ -63,15 +67,15 @@ func findSuite(suites []*tls.CipherSuite, name string) *tls.CipherSuite {
 }
 
 // serverTLS builds the STARTTLS configuration from a validated cfg: nil when STARTTLS is off.
-func serverTLS(cfg Config) (*tls.Config, error) {
+func serverTLS(cfg Config, log *slog.Logger) (*tls.Config, error) {
 	var out *tls.Config
 	switch {
 	case cfg.TLSCertFile != "":
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("loading smtp tls certificate: %w", err)
+		r := &certReloader{certFile: cfg.TLSCertFile, keyFile: cfg.TLSKeyFile, every: certCheckEvery, log: log}
+		if err := r.load(); err != nil {
+			return nil, err
 		}
-		out = &tls.Config{Certificates: []tls.Certificate{cert}}
+		out = &tls.Config{GetCertificate: r.get}
 	case cfg.TLS != nil:
 		out = cfg.TLS.Clone()
 	default:
@@ -89,6 +93,70 @@ func serverTLS(cfg Config) (*tls.Config, error) {
 		out.CipherSuites = ids
 	}
 	return out, nil
+}
+
+// certCheckEvery is how often the certificate files are checked for a renewal.
+const certCheckEvery = 30 * time.Second
+
+// certReloader serves the certificate in TLSCertFile/TLSKeyFile and reads them again when their
+// modification time changes, so a renewed certificate (cert-manager updating a Secret volume,
+// certbot) is served without a restart. The files are checked at most once per every, during a
+// handshake; a pair that fails to load is logged and the previous one kept.
+type certReloader struct {
+	certFile, keyFile string
+	every             time.Duration
+	log               *slog.Logger
+
+	mu      sync.Mutex
+	cert    *tls.Certificate
+	stamp   [2]time.Time // modification times of the loaded files
+	checked time.Time
+}
+
+// load reads the pair; New calls it so that a bad pair fails at start.
+func (r *certReloader) load() error {
+	stamp, err := r.stat()
+	if err == nil {
+		var cert tls.Certificate
+		if cert, err = tls.LoadX509KeyPair(r.certFile, r.keyFile); err == nil {
+			r.cert, r.stamp, r.checked = &cert, stamp, time.Now()
+			return nil
+		}
+	}
+	return fmt.Errorf("loading smtp tls certificate: %w", err)
+}
+
+func (r *certReloader) stat() ([2]time.Time, error) {
+	var stamp [2]time.Time
+	for i, f := range []string{r.certFile, r.keyFile} {
+		info, err := os.Stat(f)
+		if err != nil {
+			return stamp, err
+		}
+		stamp[i] = info.ModTime()
+	}
+	return stamp, nil
+}
+
+// get implements tls.Config.GetCertificate.
+func (r *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if time.Since(r.checked) < r.every {
+		return r.cert, nil
+	}
+	r.checked = time.Now()
+	if stamp, err := r.stat(); err == nil && stamp == r.stamp {
+		return r.cert, nil
+	}
+	if err := r.load(); err != nil {
+		// Keep serving the previous certificate (load changed nothing): a half-written renewal
+		// must not take STARTTLS down. The next check tries again.
+		r.log.Warn("could not reload the smtp tls certificate; serving the previous one", slog.String("error", err.Error()))
+		return r.cert, nil
+	}
+	r.log.Info("reloaded the smtp tls certificate", slog.String("file", r.certFile))
+	return r.cert, nil
 }
 
 func tlsVersion(v uint16) string {
