@@ -152,11 +152,13 @@ func (c Config) withDefaults() Config {
 // Validate checks the configuration after defaults are applied, reading the credential files;
 // the error joins every problem.
 func (c Config) Validate() error {
-	c = c.withDefaults()
+	_, err := c.credentials()
+	return errors.Join(err, c.withDefaults().checkLimits())
+}
+
+// checkLimits checks the sizes and durations.
+func (c Config) checkLimits() error {
 	var errs []error
-	if _, err := c.credentials(); err != nil {
-		errs = append(errs, err)
-	}
 	if c.MaxBodyBytes < 0 {
 		errs = append(errs, errors.New("max body bytes must not be negative"))
 	}

@@ -81,8 +81,8 @@ func New(cfg Config, acc Accepter, log *slog.Logger, opts ...Option) (http.Handl
 	if log == nil {
 		errs = append(errs, errors.New("logger is required"))
 	}
-	creds, err := cfg.credentials()
-	errs = append(errs, err, cfg.Validate())
+	creds, err := cfg.credentials() // read once: Validate would read the files again
+	errs = append(errs, err, cfg.checkLimits())
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("configuring http intake: %w", err)
 	}

@@ -387,8 +387,8 @@ func TestNewValidates(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := httpd.New(tt.cfg, tt.acc, log)
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("New() error = %v, want one containing %q", err, tt.want)
+			if err == nil || strings.Count(err.Error(), tt.want) != 1 {
+				t.Errorf("New() error = %v, want one containing %q once", err, tt.want)
 			}
 		})
 	}
