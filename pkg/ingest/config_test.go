@@ -20,16 +20,19 @@ func TestConfigFromEnv(t *testing.T) {
 		{
 			name: "every variable",
 			env: map[string]string{
-				"MAILPIPE_INGEST_DOMAINS":          "in.example.com, mail.example.org",
-				"MAILPIPE_INGEST_INLINE_LIMIT":     "1024",
-				"MAILPIPE_INGEST_MAX_INLINE_BYTES": "2048",
-				"MAILPIPE_INGEST_DEDUPE_TTL":       "5m",
-				"MAILPIPE_INGEST_ACCEPT_TIMEOUT":   "45s",
-				"MAILPIPE_INGEST_TOPIC":            "staging.mail.raw.v1",
+				"MAILPIPE_INGEST_DOMAINS":           "in.example.com, mail.example.org",
+				"MAILPIPE_INGEST_INLINE_LIMIT":      "1024",
+				"MAILPIPE_INGEST_MAX_INLINE_BYTES":  "2048",
+				"MAILPIPE_INGEST_DEDUPE_TTL":        "5m",
+				"MAILPIPE_INGEST_ACCEPT_TIMEOUT":    "45s",
+				"MAILPIPE_INGEST_TOPIC":             "staging.mail.raw.v1",
+				"MAILPIPE_INGEST_MAX_MESSAGE_BYTES": "4096",
+				"MAILPIPE_INGEST_THREAD_TTL":        "720h",
 			},
 			want: ingest.Config{
 				Domains: []string{"in.example.com", "mail.example.org"}, InlineLimit: 1024, MaxInlineBytes: 2048,
 				DedupeTTL: 5 * time.Minute, AcceptTimeout: 45 * time.Second, Topic: "staging.mail.raw.v1",
+				MaxMessageBytes: 4096, ThreadTTL: 30 * 24 * time.Hour,
 			},
 		},
 	} {

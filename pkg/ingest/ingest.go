@@ -23,21 +23,22 @@ import (
 	"github.com/mailpipe/mailpipe/pkg/thread"
 )
 
-// Errors returned by [Ingester.Accept] that are the sender's fault: retrying the same request
-// fails the same way, so front-ends answer them with a permanent error (SMTP 5xx, HTTP 4xx).
-// Every other error from Accept is temporary (SMTP 451, HTTP 503): the message was not recorded
-// and the sender should retry.
+// Errors returned by [Ingester.AcceptStream] and [Ingester.Accept] that are the sender's fault:
+// retrying the same request fails the same way, so front-ends answer them with a permanent error
+// (SMTP 5xx, HTTP 4xx). Every other error is temporary (SMTP 451, HTTP 503): the message was not
+// recorded and the sender should retry.
 var (
 	// ErrInvalid: the request cannot be recorded as given (no recipients, an empty message,
 	// recipients that belong to different routes).
 	ErrInvalid = errors.New("invalid message")
 	// ErrNoRoute: a recipient is not an address mailpipe receives mail for.
 	ErrNoRoute = errors.New("recipient has no route")
-	// ErrTooLarge: the message is larger than can be recorded (see Config.MaxInlineBytes).
+	// ErrTooLarge: the message is larger than can be recorded (Config.MaxInlineBytes without a
+	// blob store, Config.MaxMessageBytes with one).
 	ErrTooLarge = errors.New("message too large")
 )
 
-// ErrInFlight is returned by [Ingester.Accept] (with retry dedupe configured) when another
+// ErrInFlight is returned by [Ingester.AcceptStream] and Accept (with retry dedupe configured) when another
 // attempt to record the same message for the same recipients is still running, typically a
 // client that gave up waiting and retried on a new connection. It is temporary: the sender
 // should retry later, when the running attempt has either recorded the message (the retry is
@@ -47,12 +48,14 @@ var ErrInFlight = errors.New("an identical delivery is being recorded")
 // Environment variable names of [Config], relative to the prefix the service gives the section
 // (the ingress service reads them as MAILPIPE_INGEST_<NAME>).
 const (
-	EnvDomains        = "DOMAINS"
-	EnvInlineLimit    = "INLINE_LIMIT"
-	EnvMaxInlineBytes = "MAX_INLINE_BYTES"
-	EnvDedupeTTL      = "DEDUPE_TTL"
-	EnvTopic          = "TOPIC"
-	EnvAcceptTimeout  = "ACCEPT_TIMEOUT"
+	EnvDomains         = "DOMAINS"
+	EnvInlineLimit     = "INLINE_LIMIT"
+	EnvMaxInlineBytes  = "MAX_INLINE_BYTES"
+	EnvDedupeTTL       = "DEDUPE_TTL"
+	EnvTopic           = "TOPIC"
+	EnvAcceptTimeout   = "ACCEPT_TIMEOUT"
+	EnvMaxMessageBytes = "MAX_MESSAGE_BYTES"
+	EnvThreadTTL       = "THREAD_TTL"
 )
 
 // Defaults of [Config].
@@ -71,6 +74,14 @@ const (
 	DefaultDedupeTTL = 15 * time.Minute
 	// DefaultAcceptTimeout bounds one Accept call, above the front-ends' own 30 s defaults.
 	DefaultAcceptTimeout = time.Minute
+	// DefaultMaxMessageBytes is the largest message recorded through the blob store: the
+	// parser's default raw-size bound (parse.DefaultMaxRawSize), so nothing is accepted that
+	// the next stage must refuse.
+	DefaultMaxMessageBytes = 64 << 20
+	// DefaultThreadTTL is how long the thread index remembers a reply's thread key
+	// (redisthread.DefaultTTL): it covers the replies of a typical support or sales
+	// conversation; a later reply carrying only In-Reply-To falls back to its parent's id.
+	DefaultThreadTTL = 90 * 24 * time.Hour
 )
 
 // Config is the ingest configuration. Zero fields take the defaults above.
@@ -94,6 +105,14 @@ type Config struct {
 	// expires while its attempt still runs. Front-ends normally set a shorter deadline of their
 	// own. Default 1m.
 	AcceptTimeout time.Duration `env:"ACCEPT_TIMEOUT" default:"1m" usage:"upper bound of recording one message; also the retry-dedupe in-flight key lifetime"`
+	// MaxMessageBytes bounds a message recorded through the blob store; larger ones fail with
+	// ErrTooLarge once that many bytes were read. Front-ends enforce their own, usually lower,
+	// limits first (SMTP SIZE, HTTP body limit); this one protects the blob store and the
+	// parser. Default 64 MiB; must be at least InlineLimit.
+	MaxMessageBytes int64 `env:"MAX_MESSAGE_BYTES" default:"67108864" usage:"largest message recorded through the blob store"`
+	// ThreadTTL is how long the Redis thread index remembers a reply's thread key (the ingress
+	// wiring passes it to redisthread.WithTTL). Default 90 days (2160h).
+	ThreadTTL time.Duration `env:"THREAD_TTL" default:"2160h" usage:"how long the thread index remembers a reply's thread key"`
 	// Topic the records are written to. Default kafka.TopicRaw. Values are always encoded
 	// with the mail.raw.v1 schema; override only to isolate an environment or a test.
 	Topic string `env:"TOPIC" default:"mail.raw.v1" usage:"topic accepted mail is written to"`
@@ -102,11 +121,13 @@ type Config struct {
 // DefaultConfig returns the defaults, with no domains.
 func DefaultConfig() Config {
 	return Config{
-		InlineLimit:    DefaultInlineLimit,
-		MaxInlineBytes: DefaultMaxInlineBytes,
-		DedupeTTL:      DefaultDedupeTTL,
-		Topic:          kafka.TopicRaw,
-		AcceptTimeout:  DefaultAcceptTimeout,
+		InlineLimit:     DefaultInlineLimit,
+		MaxInlineBytes:  DefaultMaxInlineBytes,
+		DedupeTTL:       DefaultDedupeTTL,
+		Topic:           kafka.TopicRaw,
+		AcceptTimeout:   DefaultAcceptTimeout,
+		MaxMessageBytes: DefaultMaxMessageBytes,
+		ThreadTTL:       DefaultThreadTTL,
 	}
 }
 
@@ -128,6 +149,12 @@ func (c Config) withDefaults() Config {
 	if c.AcceptTimeout == 0 {
 		c.AcceptTimeout = d.AcceptTimeout
 	}
+	if c.MaxMessageBytes == 0 {
+		c.MaxMessageBytes = d.MaxMessageBytes
+	}
+	if c.ThreadTTL == 0 {
+		c.ThreadTTL = d.ThreadTTL
+	}
 	return c
 }
 
@@ -146,6 +173,12 @@ func (c Config) Validate() error {
 	}
 	if c.AcceptTimeout < 0 {
 		errs = append(errs, errors.New("accept timeout must not be negative"))
+	}
+	if c.MaxMessageBytes < c.InlineLimit {
+		errs = append(errs, fmt.Errorf("max message bytes (%d) must be at least the inline limit (%d)", c.MaxMessageBytes, c.InlineLimit))
+	}
+	if c.ThreadTTL < 0 {
+		errs = append(errs, errors.New("thread ttl must not be negative"))
 	}
 	for _, d := range c.Domains {
 		if d = normalizeDomain(d); d != "" && strings.ContainsAny(d, "@ \t") {
@@ -178,10 +211,13 @@ type Options struct {
 	// keyed by its parent's id, which is right when the parent was the root.
 	ThreadIndex thread.Index
 	// Blobs stores raw messages above Config.InlineLimit under "raw/<id>" (blob.Store fits).
+	// Put must stream (not hold the reader's bytes), or a large message is held after all.
 	// Nil: every message is carried inline, up to Config.MaxInlineBytes.
 	Blobs BlobStore
-	// Dedupe recognises a client's retry of a message already recorded (same bytes, same
-	// recipients, within Config.DedupeTTL); Accept then returns Duplicate and produces nothing.
+	// Dedupe recognises a client's retry of a message already recorded within
+	// Config.DedupeTTL: the same Message-ID and sender (for a message without a Message-ID, the
+	// same synthetic id: sender, date, subject, body) to the same recipients. Accept then
+	// returns Duplicate and produces nothing.
 	// Nil: no retry dedupe (downstream stages are idempotent by external id, so a retry costs
 	// work, not correctness).
 	Dedupe Deduper
@@ -275,99 +311,13 @@ func (in *Ingester) Resolve(rcpt string) (Route, bool) {
 	return in.router.Resolve(rcpt)
 }
 
-// Accept records raw (an RFC 5322 message) received with env on mail.raw.v1.
-//
-// It returns nil only after the record is acknowledged by the broker; the front-end may then
-// acknowledge the message to the sender. [ErrInvalid], [ErrNoRoute] and [ErrTooLarge] are
-// permanent; any other error is temporary and nothing was recorded (a blob stored for the
-// claim check is deleted again when the store can; one left behind is unreferenced).
-//
-// env.RcptTo is normalised (lower-cased, duplicates removed) before it is recorded;
-// env.Source, ClientIP, Helo and TLS are recorded as given. raw is not modified or retained.
+// Accept records raw (an RFC 5322 message) received with env on mail.raw.v1. It is
+// [Ingester.AcceptStream] over raw, bounded as a whole by Config.AcceptTimeout, for front-ends
+// that already hold the message; raw is not modified or retained.
 func (in *Ingester) Accept(ctx context.Context, env events.Envelope, raw []byte) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, in.cfg.AcceptTimeout)
 	defer cancel()
-	if len(raw) == 0 {
-		return Result{}, fmt.Errorf("%w: empty message", ErrInvalid)
-	}
-	env.RcptTo = normalizeRcpts(env.RcptTo)
-	if len(env.RcptTo) == 0 {
-		return Result{}, fmt.Errorf("%w: no recipients", ErrInvalid)
-	}
-	route, err := in.resolveAll(env.RcptTo)
-	if err != nil {
-		return Result{}, err
-	}
-	size := int64(len(raw))
-	inline := in.blobs == nil || size <= in.cfg.InlineLimit
-	if inline && size > in.cfg.MaxInlineBytes {
-		return Result{}, fmt.Errorf("%w: %d bytes, at most %d without a blob store", ErrTooLarge, size, in.cfg.MaxInlineBytes)
-	}
-
-	sum := sha256.Sum256(raw)
-	digest := hex.EncodeToString(sum[:])
-
-	tk, msgID, pending := in.threadKey(ctx, readHeaders(raw))
-
-	var guard retryGuard
-	if in.dedupe != nil {
-		g, dup, err := in.claim(ctx, retryKey(sum, env.RcptTo))
-		if err != nil {
-			return Result{}, err
-		}
-		if dup {
-			in.log.InfoContext(ctx, "dropped client retry of a recorded message",
-				slog.String("thread_key", tk), slog.String("sha256", digest), slog.String("tenant", route.Tenant))
-			return Result{ThreadKey: tk, Duplicate: true}, nil
-		}
-		guard = g
-	}
-	recorded := false
-	defer func() {
-		if in.dedupe != nil {
-			in.settle(ctx, guard, recorded)
-		}
-	}()
-
-	id, err := in.ids.New()
-	if err != nil {
-		return Result{}, err
-	}
-	rec := events.Raw{
-		ID: id,
-		// Avro timestamp-micros: truncate so the record decodes to the same instant.
-		ReceivedAt: in.now().UTC().Truncate(time.Microsecond),
-		Envelope:   env,
-		Tenant:     route.Tenant,
-		RouteID:    route.ID,
-		ThreadKey:  tk,
-		MessageID:  msgID,
-		Size:       size,
-		Sha256:     digest,
-	}
-	if inline {
-		rec.Raw = &raw // encoded (copied) before Accept returns; raw is not retained
-	} else {
-		ref, err := in.blobs.Put(ctx, "raw/"+id, bytes.NewReader(raw))
-		if err != nil {
-			return Result{}, fmt.Errorf("storing raw message in the blob store: %w", err)
-		}
-		rec.RawBlobRef = &ref
-	}
-
-	if err := in.produce(ctx, &rec); err != nil {
-		if rec.RawBlobRef != nil {
-			in.dropBlob(ctx, *rec.RawBlobRef)
-		}
-		return Result{}, err
-	}
-	recorded = true
-	in.remember(ctx, pending)
-	in.log.InfoContext(ctx, "accepted message",
-		slog.String("id", id), slog.String("thread_key", tk), slog.String("tenant", route.Tenant),
-		slog.String("route_id", route.ID), slog.String("source", env.Source), slog.Int64("size", size),
-		slog.Bool("claim_check", rec.RawBlobRef != nil), slog.Int("rcpts", len(env.RcptTo)))
-	return Result{ID: id, ThreadKey: tk}, nil
+	return in.AcceptStream(ctx, env, bytes.NewReader(raw))
 }
 
 // resolveAll resolves every recipient. One record carries one route, so recipients of different
@@ -418,14 +368,23 @@ func normalizeRcpts(rcpts []string) []string {
 	return out
 }
 
-// retryKey identifies a delivery attempt: the same bytes to the same recipients. The recipients
-// are sorted, so a client that reorders RCPT commands on retry is still recognised.
-func retryKey(sum [32]byte, rcpts []string) string {
-	h := sha256.New()
-	h.Write(sum[:])
-	for _, r := range slices.Sorted(slices.Values(rcpts)) {
-		h.Write([]byte{0})
-		h.Write([]byte(r))
+// retryKey identifies a delivery: one message (its external id, mailid.ExternalID of its
+// Message-ID and author) to one set of recipients. A message without a Message-ID is identified
+// by its synthetic id (sender, date, subject and body digest) rather than a hash of its bytes:
+// the Received header smtpd prepends carries the time, so the bytes of an SMTP retry never
+// match. The recipients stay in the key because one message split over two transactions
+// (smtpd defers recipients of another route with 452 4.5.3) is not a retry. They are sorted, so
+// a client that reorders RCPT commands on retry is still recognised.
+func retryKey(identity string, h thread.Headers, env events.Envelope) string {
+	sender := h.From
+	if mailid.Address(sender) == "" {
+		sender = env.MailFrom
 	}
-	return "ingest:retry:" + hex.EncodeToString(h.Sum(nil))
+	sum := sha256.New()
+	sum.Write([]byte(mailid.ExternalID(identity, sender)))
+	for _, r := range slices.Sorted(slices.Values(env.RcptTo)) {
+		sum.Write([]byte{0})
+		sum.Write([]byte(r))
+	}
+	return "ingest:retry:" + hex.EncodeToString(sum.Sum(nil))
 }

@@ -102,7 +102,7 @@ func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 // and the codec is safe for concurrent use.
 var newCodec = sync.OnceValues(func() (*serde.Codec, error) { return serde.New(context.Background()) })
 
-func codec(t *testing.T) *serde.Codec {
+func codec(t testing.TB) *serde.Codec {
 	t.Helper()
 	c, err := newCodec()
 	if err != nil {
@@ -445,43 +445,86 @@ func TestAcceptRoute(t *testing.T) {
 	}
 }
 
+// smtpCopy is msg as smtpd hands it over: behind a Received header with the time of the attempt,
+// so two attempts of one message never have the same bytes.
+func smtpCopy(msg []byte, at time.Time) []byte {
+	return append([]byte("Received: from mx.example.org ([192.0.2.7])\r\n\tby mx.test (mailpipe) with ESMTP;\r\n\t"+
+		at.Format(time.RFC1123Z)+"\r\n"), msg...)
+}
+
 func TestAcceptRetryDedupe(t *testing.T) {
-	// given a message recorded once
-	prod := &fakeProducer{}
-	store := dedupe.NewMemory()
-	in := newIngester(t, ingest.Config{}, ingest.Options{Producer: prod, Dedupe: store})
-	first, err := in.Accept(t.Context(), smtpEnv("a@in.example.com", "b@in.example.com"), plain)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	// when the client retries it, with the recipients in another order
-	again, err := in.Accept(t.Context(), smtpEnv("b@in.example.com", "a@in.example.com"), plain)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	// then nothing new is produced and the retry is reported as a duplicate
-	if !again.Duplicate || again.ThreadKey != first.ThreadKey || again.ID != "" {
-		t.Errorf("retry result = %+v, want a duplicate with thread key %s", again, first.ThreadKey)
-	}
-	if n := len(prod.produced()); n != 1 {
-		t.Errorf("produced %d records, want 1", n)
-	}
-
-	// and other recipients or other bytes are not duplicates
+	noID := message("From: Ann <ann@example.org>\nSubject: no id\nDate: Mon, 23 Nov 2026 10:00:00 +0000\n", "hi\r\n")
 	for _, tt := range []struct {
-		name string
-		env  events.Envelope
-		raw  []byte
+		name        string
+		first, next []byte
+		firstEnv    events.Envelope
+		nextEnv     events.Envelope
+		dup         bool
 	}{
-		{name: "other recipients", env: smtpEnv("a@in.example.com"), raw: plain},
-		{name: "other bytes", env: smtpEnv("a@in.example.com", "b@in.example.com"), raw: append(bytes.Clone(plain), "more\r\n"...)},
+		{
+			name: "same bytes, recipients reordered", first: plain, next: plain, dup: true,
+			firstEnv: smtpEnv("a@in.example.com", "b@in.example.com"), nextEnv: smtpEnv("b@in.example.com", "A@in.example.com"),
+		},
+		{
+			name: "SMTP retry: same Message-ID and sender behind a new Received header", dup: true,
+			first: smtpCopy(plain, testNow), next: smtpCopy(plain, testNow.Add(3*time.Minute)),
+			firstEnv: smtpEnv("a@in.example.com"), nextEnv: smtpEnv("a@in.example.com"),
+		},
+		{
+			name: "SMTP retry without a Message-ID: same sender, date, subject and body", dup: true,
+			first: smtpCopy(noID, testNow), next: smtpCopy(noID, testNow.Add(3*time.Minute)),
+			firstEnv: smtpEnv("a@in.example.com"), nextEnv: smtpEnv("a@in.example.com"),
+		},
+		{
+			name: "same Message-ID and sender, bytes changed on the way", dup: true,
+			first: plain, next: append(bytes.Clone(plain), "-- \r\nfooter added by a relay\r\n"...),
+			firstEnv: smtpEnv("a@in.example.com"), nextEnv: smtpEnv("a@in.example.com"),
+		},
+		{
+			name: "other recipients (a message split over two transactions)", first: plain, next: plain,
+			firstEnv: smtpEnv("a@in.example.com", "b@in.example.com"), nextEnv: smtpEnv("a@in.example.com"),
+		},
+		{
+			name: "other Message-ID", first: plain, next: bytes.Replace(plain, []byte("Root.1@"), []byte("Root.2@"), 1),
+			firstEnv: smtpEnv("a@in.example.com"), nextEnv: smtpEnv("a@in.example.com"),
+		},
+		{
+			name: "same Message-ID from another author", first: plain, next: bytes.Replace(plain, []byte("ann@example.org"), []byte("bob@example.org"), 1),
+			firstEnv: smtpEnv("a@in.example.com"), nextEnv: smtpEnv("a@in.example.com"),
+		},
+		{
+			name: "no Message-ID, other body", first: noID, next: bytes.Replace(noID, []byte("hi"), []byte("ho"), 1),
+			firstEnv: smtpEnv("a@in.example.com"), nextEnv: smtpEnv("a@in.example.com"),
+		},
 	} {
-		res, err := in.Accept(t.Context(), tt.env, tt.raw)
-		if err != nil || res.Duplicate {
-			t.Errorf("%s: Accept() = %+v, %v; want a new record", tt.name, res, err)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			// given a message recorded once
+			prod := &fakeProducer{}
+			in := newIngester(t, ingest.Config{}, ingest.Options{Producer: prod, Dedupe: dedupe.NewMemory()})
+			first, err := in.Accept(t.Context(), tt.firstEnv, tt.first)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// when the next delivery arrives
+			next, err := in.Accept(t.Context(), tt.nextEnv, tt.next)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// then a retry is acknowledged as a duplicate and produced once; anything else is
+			// a new record
+			want := 2
+			if tt.dup {
+				want = 1
+				if !next.Duplicate || next.ThreadKey != first.ThreadKey || next.ID != "" {
+					t.Errorf("retry result = %+v, want a duplicate with thread key %s", next, first.ThreadKey)
+				}
+			} else if next.Duplicate || next.ID == "" {
+				t.Errorf("result = %+v, want a new record", next)
+			}
+			if n := len(prod.produced()); n != want {
+				t.Errorf("produced %d records, want %d", n, want)
+			}
+		})
 	}
 }
 

@@ -4,19 +4,18 @@ import (
 	"context"
 	"log/slog"
 
-	"github.com/mailpipe/mailpipe/pkg/mailid"
 	"github.com/mailpipe/mailpipe/pkg/thread"
 )
 
-// threadKey derives the record key from the header block. It returns the thread key, the
-// message's normalized Message-ID ("" when it has none, as events.Raw records it) and the index
-// entries to write once the record is acknowledged.
+// threadKey derives the record key from the header block. It returns the derivation (Key is the
+// thread key, MessageID the message's normalized or synthetic id) and the index entries to write
+// once the record is acknowledged.
 //
 // thread.Key writes a reply's Message-ID → thread key mapping while it derives; ingest holds
 // those writes back until the produce succeeded, so a message the broker never acknowledged
 // leaves nothing behind in the index. An index error degrades to header-only derivation (the
 // result is still complete) and is logged: a Redis error means "not known".
-func (in *Ingester) threadKey(ctx context.Context, h thread.Headers) (key, msgID string, pending []indexEntry) {
+func (in *Ingester) threadKey(ctx context.Context, h thread.Headers) (thread.Result, []indexEntry) {
 	var idx thread.Index
 	var held *heldIndex
 	if in.index != nil {
@@ -28,10 +27,11 @@ func (in *Ingester) threadKey(ctx context.Context, h thread.Headers) (key, msgID
 		in.log.WarnContext(ctx, "thread index unavailable, thread key from headers only",
 			slog.String("thread_key", res.Key), slog.String("error", err.Error()))
 	}
+	var pending []indexEntry
 	if held != nil {
 		pending = held.pending
 	}
-	return res.Key, mailid.MessageID(h.MessageID), pending
+	return res, pending
 }
 
 // remember writes the held index entries after the record was acknowledged. A failure only
