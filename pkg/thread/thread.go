@@ -2,15 +2,22 @@
 // conversation, which every topic is keyed by so one conversation stays on one partition and a
 // reply is never written to a CRM before the message it answers.
 //
-// Derivation order (ARCHITECTURE.md, "Keys and ordering"):
+// Derivation order (ARCHITECTURE.md, "Keys and ordering", refined by docs/adr/0003):
 //
-//  1. the first id in References (the root, when mailers keep the list as RFC 5322 asks),
-//     resolved through the Index: a mailer that trimmed References from the front (keeping the
-//     last few ids) names a reply there, whose thread key the Index holds;
-//  2. else the first id in In-Reply-To, resolved through the Index to its thread key, or, when
-//     the index does not know it, the parent's id itself (a parent without References was a root);
-//  3. else the message's own Message-ID;
-//  4. else a synthetic id, SyntheticID, derived from sender, date, subject and body digest.
+//  1. the parent's thread key, when the Index knows the parent (the first id of In-Reply-To,
+//     else the last of References): a reply then always lands where the message it answers
+//     went, even when the two disagree with References (a conversation split earlier by a
+//     mailer that dropped the headers), so it can never overtake it;
+//  2. else the first id in References (the root, when mailers keep the list as RFC 5322 asks),
+//     itself resolved through the Index: a mailer that trimmed References from the front names a
+//     reply there, whose thread key the Index holds;
+//  3. else the first id in In-Reply-To, the parent's id itself (a parent the Index does not know
+//     was a root, or was never seen);
+//  4. else the message's own Message-ID;
+//  5. else a synthetic id, SyntheticID, derived from sender, date, subject and body digest.
+//
+// Roots are not written to the Index, so for a reply to a root rules 1 and 2 look up the same id
+// once and fall through to the id itself.
 //
 // Headers are taken raw, as they appear in the message, so ingress (headers only) and the parser
 // derive the same key. The package is pure domain logic: the Index is an interface, with a Redis
@@ -66,7 +73,7 @@ type Source string
 // Sources, in derivation order.
 const (
 	SourceReferences Source = "references"  // first id of References, not in the Index: the root
-	SourceIndex      Source = "index"       // first id of References or In-Reply-To resolved through the Index
+	SourceIndex      Source = "index"       // the parent, or the first id of References, resolved through the Index
 	SourceInReplyTo  Source = "in_reply_to" // In-Reply-To not in the Index (or no Index): the parent's id
 	SourceMessageID  Source = "message_id"  // own Message-ID: the message is a root
 	SourceSynthetic  Source = "synthetic"   // no usable id: SyntheticID
@@ -106,14 +113,29 @@ func Key(ctx context.Context, h Headers, idx Index) (Result, error) {
 	if res.MessageID == "" {
 		res.MessageID = SyntheticID(h)
 	}
+	refs, parents := mailid.MessageIDs(h.References), mailid.MessageIDs(h.InReplyTo)
+	parent := ""
+	switch {
+	case len(parents) > 0:
+		parent = parents[0]
+	case len(refs) > 0:
+		parent = refs[len(refs)-1]
+	}
 	var idxErr error
-	switch refs, parents := mailid.MessageIDs(h.References), mailid.MessageIDs(h.InReplyTo); {
+	var parentKnown bool
+	if parent != "" {
+		parentKnown, idxErr = resolve(ctx, idx, parent, &res)
+	}
+	switch {
+	case parentKnown:
 	case len(refs) > 0:
 		res.Key, res.Source = refs[0], SourceReferences
-		idxErr = resolve(ctx, idx, &res)
+		if refs[0] != parent { // a miss for the parent is a miss for the same id again
+			_, err := resolve(ctx, idx, refs[0], &res)
+			idxErr = errors.Join(idxErr, err)
+		}
 	case len(parents) > 0:
-		res.Key, res.Source = parents[0], SourceInReplyTo
-		idxErr = resolve(ctx, idx, &res)
+		res.Key, res.Source = parent, SourceInReplyTo
 	default:
 		res.Key, res.Source = res.MessageID, SourceMessageID
 		if strings.HasPrefix(res.Key, SyntheticPrefix) {
@@ -128,20 +150,21 @@ func Key(ctx context.Context, h Headers, idx Index) (Result, error) {
 	return res, idxErr
 }
 
-// resolve replaces res.Key, an ancestor's id, with the thread key the index holds for it. Roots
-// are not in the index (Key does not write them), so a miss leaves the id, which is then the root.
-func resolve(ctx context.Context, idx Index, res *Result) error {
+// resolve sets res.Key to the thread key the index holds for id and reports whether it held one.
+// Roots are not in the index (Key does not write them).
+func resolve(ctx context.Context, idx Index, id string, res *Result) (bool, error) {
 	if idx == nil {
-		return nil
+		return false, nil
 	}
-	key, found, err := idx.Lookup(ctx, res.Key)
+	key, found, err := idx.Lookup(ctx, id)
 	switch {
 	case err != nil:
-		return fmt.Errorf("looking up thread of %q: %w", res.Key, err)
+		return false, fmt.Errorf("looking up thread of %q: %w", id, err)
 	case found && key != "":
 		res.Key, res.Source = key, SourceIndex
+		return true, nil
 	}
-	return nil
+	return false, nil
 }
 
 // SyntheticID returns the deterministic id for a message without a usable Message-ID:

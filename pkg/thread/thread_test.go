@@ -66,18 +66,33 @@ func TestKey(t *testing.T) {
 			want: thread.Result{Key: "Root@example.com", Source: thread.SourceMessageID, MessageID: "Root@example.com"},
 		},
 		{
-			name:       "first reference wins over in-reply-to",
+			name:       "first reference when the index does not know the parent",
+			h:          thread.Headers{MessageID: "<r2@x>", InReplyTo: "<r1@x>", References: "<root@x>\r\n <r1@x>"},
+			want:       thread.Result{Key: "root@x", Source: thread.SourceReferences, MessageID: "r2@x"},
+			remembered: map[string]string{"r2@x": "root@x"},
+		},
+		{
+			// r1 went to other@x (its mailer broke the chain); r2 must follow it there, or it
+			// could be written before the message it answers.
+			name:       "a parent the index knows wins over References",
 			h:          thread.Headers{MessageID: "<r2@x>", InReplyTo: "<r1@x>", References: "<root@x>\r\n <r1@x>"},
 			index:      map[string]string{"r1@x": "other@x"},
-			want:       thread.Result{Key: "root@x", Source: thread.SourceReferences, MessageID: "r2@x"},
-			remembered: map[string]string{"r1@x": "other@x", "r2@x": "root@x"},
+			want:       thread.Result{Key: "other@x", Source: thread.SourceIndex, MessageID: "r2@x"},
+			remembered: map[string]string{"r1@x": "other@x", "r2@x": "other@x"},
+		},
+		{
+			name:       "without In-Reply-To the parent is the last reference",
+			h:          thread.Headers{MessageID: "<r2@x>", References: "<root@x> <r1@x>"},
+			index:      map[string]string{"r1@x": "other@x"},
+			want:       thread.Result{Key: "other@x", Source: thread.SourceIndex, MessageID: "r2@x"},
+			remembered: map[string]string{"r1@x": "other@x", "r2@x": "other@x"},
 		},
 		{
 			name:       "trimmed references: the first id left is a reply the index knows",
 			h:          thread.Headers{MessageID: "<r5@x>", InReplyTo: "<r4@x>", References: "<r3@x> <r4@x>"},
-			index:      map[string]string{"r3@x": "root@x", "r4@x": "root@x"},
+			index:      map[string]string{"r3@x": "root@x"}, // r4's entry expired, say
 			want:       thread.Result{Key: "root@x", Source: thread.SourceIndex, MessageID: "r5@x"},
-			remembered: map[string]string{"r3@x": "root@x", "r4@x": "root@x", "r5@x": "root@x"},
+			remembered: map[string]string{"r3@x": "root@x", "r5@x": "root@x"},
 		},
 		{
 			name:      "references lookup error degrades to the first id",
