@@ -3,8 +3,8 @@ package ingest_test
 import (
 	"bytes"
 	"fmt"
-	"net/mail"
 	"math/rand/v2"
+	"net/mail"
 	"sort"
 	"strings"
 	"testing"

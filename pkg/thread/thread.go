@@ -2,7 +2,7 @@
 // conversation, which every topic is keyed by so one conversation stays on one partition and a
 // reply is never written to a CRM before the message it answers.
 //
-// Derivation order (ARCHITECTURE.md, "Keys and ordering", refined by docs/adr/0003):
+// Derivation order (ARCHITECTURE.md, "Keys and ordering", refined by docs/adr/0004):
 //
 //  1. the parent's thread key, when the Index knows the parent (the first id of In-Reply-To,
 //     else the last of References): a reply then always lands where the message it answers
