@@ -56,7 +56,7 @@ func loadSettings(t *testing.T) settings {
 		httpMessages: num("MAILPIPE_BENCH_HTTP_MESSAGES", 5000),
 		bodyBytes:    num("MAILPIPE_BENCH_BODY_BYTES", 2048),
 		largeBytes:   int64(num("MAILPIPE_BENCH_LARGE_MIB", 50)) << 20,
-		repeat:       num("MAILPIPE_BENCH_REPEAT", 3),
+		repeat:       num("MAILPIPE_BENCH_REPEAT", 5),
 		rev:          os.Getenv("MAILPIPE_BENCH_REV"),
 	}
 }

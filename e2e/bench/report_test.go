@@ -64,7 +64,7 @@ func (r *report) markdown(t *testing.T) string {
 		"_LARGE_MIB and _REPEAT; MAILPIPE_BENCH_REV=<commit> builds that commit instead of the work tree.\n\n")
 	fmt.Fprintf(&b, "- Date: %s UTC; the runs took %s\n", r.started.Format("2006-01-02 15:04"), r.finished.Sub(r.started).Round(time.Second))
 	fmt.Fprintf(&b, "- Machine: %d CPUs (%s), %s memory, Linux %s\n", runtime.NumCPU(), cpuModel(), memTotal(), kernel())
-	fmt.Fprintf(&b, "- Kafka %s (scripts/kafka/pom.xml): one KRaft broker on loopback (log.flush.interval.messages=%s), "+
+	fmt.Fprintf(&b, "- Kafka %s (scripts/kafka/pom.xml): one KRaft broker on loopback (log.flush.interval.messages=%s; 1 is an fsync on every append), "+
 		"acks=all idempotent producer\n", kafkaVersion(t), r.flush)
 	fmt.Fprintf(&b, "- Go %s; ingress built from the %s, without -race, default settings "+
 		"(log level info, Redis retry dedupe and thread index, file:// blob store)\n", runtime.Version(), r.built)
@@ -76,6 +76,8 @@ func (r *report) markdown(t *testing.T) string {
 	b.WriteString("## Throughput\n\n")
 	b.WriteString("| run | messages × runs | size | concurrency | accepted msg/s: median (min–max) | on topic | RSS idle | peak RSS (max) | ingress CPU | client CPU |\n")
 	b.WriteString("|---|--:|---|---|--:|--:|--:|--:|--:|--:|\n")
+	var ceilings []string
+	latencyBound := true
 	for _, x := range r.rows {
 		rates := make([]float64, len(x.samples))
 		var onTopic int
@@ -93,6 +95,11 @@ func (r *report) markdown(t *testing.T) string {
 			x.name, x.messages, len(x.samples), x.size, x.concurrency,
 			median(rates), slices.Min(rates), slices.Max(rates), onTopic, mib(int64(median(idle))), mib(peak),
 			msPerMessage(median(ingressCPU)), msPerMessage(median(clientCPU)))
+		if c := median(ingressCPU); c > 0 {
+			ceiling := float64(time.Second) / c
+			ceilings = append(ceilings, fmt.Sprintf("%s about %.0f msg/s", strings.Fields(x.name)[0], ceiling))
+			latencyBound = latencyBound && median(rates) < ceiling/2
+		}
 	}
 	b.WriteString("\nSMTP: `smtp-source -d -s SESSIONS -m MESSAGES -l BODY` (Postfix), one connection per session " +
 		"reused for its messages; the time is smtp-source's wall clock, and it stops at the first reply " +
@@ -101,6 +108,15 @@ func (r *report) markdown(t *testing.T) string {
 		"(median); peak RSS: the highest VmHWM of the runs. CPU columns: processor time (user + system) per " +
 		"accepted message (median), of the ingress process and of the " +
 		"load client (smtp-source; the Go test process for HTTP).\n")
+	if len(ceilings) > 0 {
+		fmt.Fprintf(&b, "\nIngress's own processor time per message puts its ceiling per core at %s.", strings.Join(ceilings, ", "))
+		if latencyBound {
+			b.WriteString(" The rates stay below half of it: each client waits for its message's acknowledgement " +
+				"(acks=all on the broker, Redis round trips), so they follow the broker's latency and the " +
+				"concurrency, and move with anything else using the disk and the CPUs.")
+		}
+		b.WriteString("\n")
+	}
 
 	if l := r.large; l != nil {
 		fmt.Fprintf(&b, "\n## One %s message over SMTP\n\n", mib(l.sent))

@@ -45,7 +45,13 @@ func brokerSetting(t *testing.T, brokers, name string) string {
 		t.Fatalf("building a kafka client: %v", err)
 	}
 	defer cl.Close()
-	rcs, err := kadm.NewClient(cl).DescribeBrokerConfigs(t.Context())
+	adm := kadm.NewClient(cl)
+	// Without a broker id the broker answers only the cluster-wide dynamic settings.
+	ids, err := adm.ListBrokers(t.Context())
+	if err != nil || len(ids) == 0 {
+		t.Fatalf("listing brokers: %v", err)
+	}
+	rcs, err := adm.DescribeBrokerConfigs(t.Context(), ids.NodeIDs()[0])
 	if err != nil {
 		t.Fatalf("describing the broker configuration: %v", err)
 	}
