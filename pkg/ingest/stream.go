@@ -152,6 +152,8 @@ func (in *Ingester) spool(ctx context.Context, id string, r io.Reader) (spooled,
 	case sp.size <= limit:
 	case in.blobs == nil:
 		return spooled{}, fmt.Errorf("%w: more than %d bytes without a blob store", ErrTooLarge, in.cfg.MaxInlineBytes)
+	case sp.size > in.cfg.MaxMessageBytes: // MaxMessageBytes == InlineLimit
+		return spooled{}, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, in.cfg.MaxMessageBytes)
 	default:
 		rest := &capReader{r: hashed, left: in.cfg.MaxMessageBytes - sp.size}
 		counted := &countReader{r: io.MultiReader(bytes.NewReader(head), rest)}

@@ -79,6 +79,7 @@ func TestAcceptStream(t *testing.T) {
 		size     int64
 		noBlobs  bool
 		failAt   int64 // the reader fails after this many bytes when > 0
+		maxMsg   int64 // Config.MaxMessageBytes when > 0
 		wantBlob bool
 		wantErr  error
 	}{
@@ -88,6 +89,7 @@ func TestAcceptStream(t *testing.T) {
 		{name: "at the size cap is recorded", size: maxMsg, wantBlob: true},
 		{name: "over the size cap is too large", size: maxMsg + 1, wantErr: ingest.ErrTooLarge},
 		{name: "without a blob store over the hard max is too large", size: 3000, noBlobs: true, wantErr: ingest.ErrTooLarge},
+		{name: "size cap equal to the inline limit", size: inline + 1, maxMsg: inline, wantErr: ingest.ErrTooLarge},
 		{name: "reader failing before the limit", size: 15_000, failAt: 500, wantErr: boom},
 		{name: "reader failing while streaming to the store", size: 15_000, failAt: 9000, wantErr: boom},
 	} {
@@ -103,7 +105,11 @@ func TestAcceptStream(t *testing.T) {
 			if !tt.noBlobs {
 				opts.Blobs = store
 			}
-			in := newIngester(t, ingest.Config{InlineLimit: inline, MaxInlineBytes: 2000, MaxMessageBytes: maxMsg}, opts)
+			capBytes := int64(maxMsg)
+			if tt.maxMsg > 0 {
+				capBytes = tt.maxMsg
+			}
+			in := newIngester(t, ingest.Config{InlineLimit: inline, MaxInlineBytes: 2000, MaxMessageBytes: capBytes}, opts)
 			r := iotest.HalfReader(bigMessage(headers, tt.size))
 			if tt.failAt > 0 {
 				r = io.MultiReader(io.LimitReader(r, tt.failAt), iotest.ErrReader(boom))
