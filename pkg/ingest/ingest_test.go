@@ -435,13 +435,13 @@ func TestAcceptRejects(t *testing.T) {
 
 func TestAcceptRoute(t *testing.T) {
 	prod := &fakeProducer{}
-	in := newIngester(t, ingest.Config{}, ingest.Options{Producer: prod, Router: fixedRouter{"a.example.com": {ID: "r-a", Tenant: "acme"}}})
+	in := newIngester(t, ingest.Config{}, ingest.Options{Producer: prod, Router: fixedRouter{"a.example.com": {ID: "r-a", Tenant: "acme", Tag: "acme"}}})
 	if _, err := in.Accept(t.Context(), smtpEnv("x@a.example.com", "y@A.example.com"), plain); err != nil {
 		t.Fatal(err)
 	}
 	got := decode(t, codec(t), prod.produced()[0])
-	if got.Tenant != "acme" || got.RouteID != "r-a" {
-		t.Errorf("tenant, route = %q, %q; want acme, r-a", got.Tenant, got.RouteID)
+	if got.Tenant != "acme" || got.RouteID != "r-a" || got.RouteTag != "acme" {
+		t.Errorf("tenant, route, tag = %q, %q, %q; want acme, r-a, acme", got.Tenant, got.RouteID, got.RouteTag)
 	}
 }
 

@@ -101,6 +101,7 @@ func (in *Ingester) AcceptStream(ctx context.Context, env events.Envelope, r io.
 		Envelope:   env,
 		Tenant:     route.Tenant,
 		RouteID:    route.ID,
+		RouteTag:   route.Tag,
 		ThreadKey:  tk.Key,
 		MessageID:  msgID,
 		Size:       sp.size,
