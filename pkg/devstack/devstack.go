@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/mailpipe/mailpipe/pkg/app"
+	"github.com/mailpipe/mailpipe/pkg/blob"
 	"github.com/mailpipe/mailpipe/pkg/crm/localstore"
 	"github.com/mailpipe/mailpipe/pkg/ingest"
 	"github.com/mailpipe/mailpipe/pkg/ingest/httpd"
@@ -113,7 +114,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer, log *slog.Logger) error
 		Kafka:     kcfg,
 		AdminAddr: cfg.AdminAddr,
 		Redis:     redisconn.Config{URL: "redis://" + mr.Addr() + "/0"},
-		BlobURL:   "file://" + filepath.Join(dir, "blobs"),
+		Blob:      blob.Config{URL: "file://" + filepath.Join(dir, "blobs")},
 	}
 	built, err := build(ctx, cfg, common, dir, out, log)
 	if err != nil {

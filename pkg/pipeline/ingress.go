@@ -78,7 +78,11 @@ func Ingress(ctx context.Context, cfg IngressConfig, d *Deps) ([]app.Actor, erro
 		opts.Blobs = d.Blobs
 	}
 	if d.Redis != nil {
-		idx, err := redisthread.New(d.Redis)
+		var topts []redisthread.Option
+		if cfg.Ingest.ThreadTTL > 0 {
+			topts = append(topts, redisthread.WithTTL(cfg.Ingest.ThreadTTL))
+		}
+		idx, err := redisthread.New(d.Redis, topts...)
 		if err != nil {
 			cleanup()
 			return nil, fmt.Errorf("building the thread index: %w", err)

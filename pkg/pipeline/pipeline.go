@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -33,8 +34,9 @@ type Common struct {
 	// Redis holds dedupe keys and the thread index (MAILPIPE_REDIS_URL, …); unset disables
 	// both (every effect downstream is idempotent anyway, so Redis only saves work).
 	Redis redisconn.Config `env:"REDIS"`
-	// BlobURL is the blob store for large raw messages and attachments; empty disables it.
-	BlobURL string `env:"BLOB_URL" usage:"blob store URL, e.g. file:///var/lib/mailpipe/blobs (optional)"`
+	// Blob is the blob store for large raw messages and attachments (MAILPIPE_BLOB_URL,
+	// MAILPIPE_BLOB_KEYS for encryption at rest); an empty URL disables it.
+	Blob blob.Config `env:"BLOB"`
 	// SchemaRegistryURL, when set, registers the schemas there and uses its ids.
 	SchemaRegistryURL string `env:"SCHEMA_REGISTRY_URL" usage:"Confluent-compatible schema registry (optional)"`
 }
@@ -84,8 +86,8 @@ func Open(ctx context.Context, c Common, log *slog.Logger) (*Deps, error) {
 		}
 		d.Admin.Register("redis", redisconn.Ping(d.Redis))
 	}
-	if c.BlobURL != "" {
-		if d.Blobs, err = blob.Open(ctx, c.BlobURL); err != nil {
+	if c.Blob.URL != "" {
+		if d.Blobs, err = c.Blob.Open(ctx); err != nil {
 			return nil, fmt.Errorf("opening the blob store: %w", err)
 		}
 	}
@@ -116,10 +118,14 @@ func httpActor(ctx context.Context, name, addr string, h http.Handler, log *slog
 func (d *Deps) Actors() []app.Actor {
 	release := app.Hold("clients", func(context.Context) error {
 		d.kafka.Close()
-		if d.Redis != nil {
-			return d.Redis.Close()
+		var errs []error
+		if c, ok := d.Blobs.(io.Closer); ok {
+			errs = append(errs, c.Close())
 		}
-		return nil
+		if d.Redis != nil {
+			errs = append(errs, d.Redis.Close())
+		}
+		return errors.Join(errs...)
 	})
 	return []app.Actor{release, d.Admin.Actor()}
 }
