@@ -224,7 +224,7 @@ func (p *Parser) rawBytes(ctx context.Context, in *events.Raw) ([]byte, error) {
 	rc, err := p.getter.Get(ctx, ref)
 	if err != nil {
 		err = fmt.Errorf("reading raw message %s from %s: %w", in.ID, ref, err)
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, blob.ErrInvalidRef) {
+		if permanentBlobError(err) {
 			return nil, failure.Wrap(failure.Parse, err)
 		}
 		return nil, err // I/O: retry
@@ -232,12 +232,24 @@ func (p *Parser) rawBytes(ctx context.Context, in *events.Raw) ([]byte, error) {
 	defer func() { _ = rc.Close() }()
 	raw, err := io.ReadAll(io.LimitReader(rc, p.opts.maxRawSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("reading raw message %s from %s: %w", in.ID, ref, err)
+		err = fmt.Errorf("reading raw message %s from %s: %w", in.ID, ref, err)
+		if permanentBlobError(err) {
+			return nil, failure.Wrap(failure.Parse, err)
+		}
+		return nil, err
 	}
 	if int64(len(raw)) > p.opts.maxRawSize {
 		return nil, failure.New(failure.Parse, fmt.Sprintf("raw message %s is larger than %d bytes", in.ID, p.opts.maxRawSize))
 	}
 	return raw, nil
+}
+
+// permanentBlobError reports blob errors that retrying cannot fix: the blob is gone, its ref is
+// malformed, it fails authentication, or its key is not configured. They go to the DLQ at once
+// and are replayed after the fix.
+func permanentBlobError(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, blob.ErrInvalidRef) ||
+		errors.Is(err, blob.ErrIntegrity) || errors.Is(err, blob.ErrUnknownKey)
 }
 
 // storeAttachments puts every attachment under its content address and returns the refs by

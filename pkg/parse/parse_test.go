@@ -342,6 +342,26 @@ func TestHandleErrors(t *testing.T) {
 			wantClass: failure.Parse, wantText: "reading raw message",
 		},
 		{
+			name:  "raw blob that fails authentication",
+			blobs: &memBlobs{getErr: fmt.Errorf("raw/1: %w", blob.ErrIntegrity)},
+			rec: func(t *testing.T) *kgo.Record {
+				in := rawEvent(message)
+				in.Raw, in.RawBlobRef = nil, &missing
+				return record(t, codec, in)
+			},
+			wantClass: failure.Parse, wantText: "failed authentication",
+		},
+		{
+			name:  "raw blob under a key that is not configured",
+			blobs: &memBlobs{getErr: fmt.Errorf("raw/1: %w", blob.ErrUnknownKey)},
+			rec: func(t *testing.T) *kgo.Record {
+				in := rawEvent(message)
+				in.Raw, in.RawBlobRef = nil, &missing
+				return record(t, codec, in)
+			},
+			wantClass: failure.Parse, wantText: "reading raw message",
+		},
+		{
 			name:  "blob store read I/O error is retried",
 			blobs: &memBlobs{getErr: errors.New("connection reset")},
 			rec: func(t *testing.T) *kgo.Record {
