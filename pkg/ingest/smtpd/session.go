@@ -1,7 +1,6 @@
 package smtpd
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -27,9 +26,11 @@ var (
 	errOtherRoute = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3}, Message: "Too many recipients for this transaction, send the rest separately"}
 	errTemporary  = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary failure, try again later"}
 	errTooLarge   = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message too large"}
-	errRejected   = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Message rejected"}
-	errLongLine   = &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Line too long"}
-	errShutdown   = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service shutting down, try again later"}
+	// The recipient's route refuses the envelope sender (its allow/deny list); RFC 3463 5.7.1.
+	errSenderRefused = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Sender not allowed for this recipient"}
+	errRejected      = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Message rejected"}
+	errLongLine      = &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Line too long"}
+	errShutdown      = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service shutting down, try again later"}
 	// RFC 3207 4: the reply to a command refused until STARTTLS.
 	errMustStartTLS = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Must issue a STARTTLS command first"}
 )
@@ -57,6 +58,7 @@ type session struct {
 	mu       sync.Mutex
 	from     string
 	body     smtp.BodyType // BODY= of MAIL FROM, "" when not given
+	size     int64         // SIZE= of MAIL FROM, 0 when not given
 	rcpts    []string
 	route    ingest.Route
 	inflight bool
@@ -78,9 +80,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.from = from
-	s.body = ""
+	s.body, s.size = "", 0
 	if opts != nil {
-		s.body = opts.Body
+		s.body, s.size = opts.Body, opts.Size
 	}
 	s.rcpts = nil
 	return nil
@@ -96,6 +98,15 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	defer s.mu.Unlock()
 	if len(s.rcpts) > 0 && route != s.route {
 		return errOtherRoute
+	}
+	// The route's policy is known only now; refusing here keeps the message from being sent.
+	if route.Senders != nil && !route.Senders.AllowsSender(s.from) {
+		s.srv.log.Info("refused smtp recipient: sender not allowed by the route", slog.String("client_ip", s.clientIP),
+			slog.String("route_id", route.ID), slog.String("rcpt_domain", domainOf(to)), slog.String("sender_domain", domainOf(s.from)))
+		return errSenderRefused
+	}
+	if route.MaxSize > 0 && s.size > route.MaxSize {
+		return errTooLarge
 	}
 	s.route = route
 	s.rcpts = append(s.rcpts, to)
@@ -116,39 +127,37 @@ func (s *session) Data(r io.Reader) error {
 		Source:   "smtp",
 	}
 	guard := &dataGuard{r: r, allow8bit: s.body == smtp.Body8BitMIME || !s.srv.cfg.Strict8BitMIME}
+	var data io.Reader = guard
+	if limit := s.route.MaxSize; limit > 0 {
+		data = &routeCap{r: guard, left: limit}
+	}
 	s.mu.Unlock()
 	if cs, ok := s.conn.TLSConnectionState(); ok {
 		env.TLS = &events.TLSInfo{Version: tlsVersion(cs.Version), Cipher: tls.CipherSuiteName(cs.CipherSuite)}
 	}
 
-	// The trace header goes in front, as RFC 5321 4.4 requires of every relay.
-	var buf bytes.Buffer
-	buf.WriteString(s.received(env))
-	// go-smtp's reader enforces MaxMessageBytes and returns its 552 error past it; the guard
-	// refuses bare CR/LF, NUL, empty data and (by policy) undeclared 8-bit data. Both fail with
-	// an *smtp.SMTPError, which is the reply. (To stream instead of buffering, hand
-	// io.MultiReader(received, guard) to the streaming Accept and map the *smtp.SMTPError it
-	// passes through the same way; go-smtp drains whatever is left of the data.)
-	if _, err := io.Copy(&buf, guard); err != nil {
-		var se *smtp.SMTPError
-		switch {
-		case errors.As(err, &se):
-			if se.Code >= 500 && se.Code != errTooLarge.Code {
-				s.srv.log.Info("rejected smtp message data", slog.String("client_ip", s.clientIP), slog.String("reason", se.Message))
-			}
-			return se
-		case errors.Is(err, smtp.ErrTooLongLine):
-			return errLongLine
-		}
-		return fmt.Errorf("reading message data: %w", err)
+	// Reading the data is bounded by go-smtp's ReadTimeout, not by AcceptTimeout: a large
+	// message on a slow link may take longer than recording is allowed to. The deadline starts
+	// when the data has been read.
+	ctx, cancel := context.WithCancel(s.srv.base)
+	defer cancel()
+	src := &dataSource{r: data, atEOF: func() *time.Timer { return time.AfterFunc(s.srv.cfg.AcceptTimeout, cancel) }}
+	defer src.stop()
+
+	// The trace header goes in front, as RFC 5321 4.4 requires of every relay. The message is
+	// streamed: ingest holds at most its inline limit in memory and spools the rest.
+	res, err := s.srv.acc.AcceptStream(ctx, env, io.MultiReader(strings.NewReader(s.received(env)), src))
+	if src.err != nil {
+		// go-smtp's reader enforces MaxMessageBytes and returns its 552 error past it; the guard
+		// refuses bare CR/LF, NUL, empty data and (by policy) undeclared 8-bit data; routeCap
+		// refuses data over the route's limit. All fail with an *smtp.SMTPError, which is the
+		// reply; go-smtp drains whatever is left of the data. src keeps the error so the reply
+		// does not depend on how ingest and the blob store wrap it.
+		return s.dataError(src.err)
 	}
 	if guard.saw8bit && s.body != smtp.Body8BitMIME {
 		s.srv.log.Debug("accepting 8-bit data without BODY=8BITMIME", slog.String("client_ip", s.clientIP))
 	}
-
-	ctx, cancel := context.WithTimeout(s.srv.base, s.srv.cfg.AcceptTimeout)
-	defer cancel()
-	res, err := s.srv.acc.Accept(ctx, env, buf.Bytes())
 	switch {
 	case err == nil && res.Duplicate:
 		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: already queued"}
@@ -169,9 +178,72 @@ func (s *session) Data(r io.Reader) error {
 		return errRejected
 	default:
 		s.srv.log.Error("could not record smtp message, answered 451", slog.String("client_ip", s.clientIP),
-			slog.Int("size", buf.Len()), slog.String("error", err.Error()))
+			slog.Int64("size", src.n), slog.String("error", err.Error()))
 		return errTemporary
 	}
+}
+
+// dataError is the reply to a failure reading the message data.
+func (s *session) dataError(err error) error {
+	var se *smtp.SMTPError
+	switch {
+	case errors.As(err, &se):
+		if se.Code >= 500 && se.Code != errTooLarge.Code {
+			s.srv.log.Info("rejected smtp message data", slog.String("client_ip", s.clientIP), slog.String("reason", se.Message))
+		}
+		return se
+	case errors.Is(err, smtp.ErrTooLongLine):
+		return errLongLine
+	}
+	return fmt.Errorf("reading message data: %w", err)
+}
+
+// dataSource is the message data as ingest reads it. It counts the bytes, keeps the first read
+// error (the reply to give), and calls atEOF once at the end of the data to start the deadline
+// of recording. Ingest reads it from the Data goroutine only.
+type dataSource struct {
+	r     io.Reader
+	atEOF func() *time.Timer
+	timer *time.Timer
+	n     int64
+	err   error
+}
+
+func (d *dataSource) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	d.n += int64(n)
+	switch {
+	case err == io.EOF:
+		if d.timer == nil {
+			d.timer = d.atEOF()
+		}
+	case err != nil && d.err == nil:
+		d.err = err
+	}
+	return n, err
+}
+
+// stop releases the deadline timer, if one was started.
+func (d *dataSource) stop() {
+	if d.timer != nil {
+		d.timer.Stop()
+	}
+}
+
+// routeCap fails with 552 5.3.4 once more than left bytes were read: the route's MaxSize, which
+// may be below the server's MaxMessageBytes that go-smtp enforces.
+type routeCap struct {
+	r    io.Reader
+	left int64
+}
+
+func (c *routeCap) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	if c.left < 0 {
+		return 0, errTooLarge
+	}
+	return n, err
 }
 
 // Reset runs after the reply to DATA was written (and on RSET/EHLO), so a transaction counts

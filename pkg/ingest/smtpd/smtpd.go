@@ -2,7 +2,7 @@
 // for provisioned addresses only and hands each message to the ingest use case.
 //
 // The server answers 250 to the end of DATA only after ingest recorded the message on
-// mail.raw.v1 (ingest.Ingester.Accept returned nil), and 451 4.3.0 when it could not, so the
+// mail.raw.v1 (ingest.Ingester.AcceptStream returned nil), and 451 4.3.0 when it could not, so the
 // sending MTA keeps the message and retries. Recipients are checked at RCPT time against the
 // ingest router; unknown ones get 550 5.1.1, so the server is never an open relay. Every limit
 // (size, recipients, line length, timeouts, connections) is explicit in [Config].
@@ -17,6 +17,9 @@
 //     (RateMessages). Rate limits fail open: when the limiter (Redis) cannot answer, clients are
 //     let through and the failure is logged.
 //   - 530 5.7.0 to MAIL FROM before STARTTLS when RequireTLS is set.
+//   - 550 5.7.1 to RCPT TO when the recipient's route does not accept the envelope sender
+//     (ingest.Route.Senders); 552 5.3.4 to RCPT TO when a declared SIZE exceeds the route's
+//     MaxSize, and to the data when it does.
 //   - 554 5.6.0 to message data with a bare CR or LF (which is how SMTP smuggling's fake
 //     end-of-data sequences look once go-smtp has read them, see dataGuard), a NUL byte, no
 //     bytes at all, or, with Strict8BitMIME, 8-bit bytes without BODY=8BITMIME.
@@ -29,6 +32,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -246,9 +250,12 @@ func (c Config) Validate() error {
 
 // Accepter is what the server needs from the ingest use case; *ingest.Ingester fits.
 type Accepter interface {
-	// Accept records one message; see ingest.Ingester.Accept for the error contract.
-	Accept(ctx context.Context, env events.Envelope, raw []byte) (ingest.Result, error)
-	// Resolve reports the route of a recipient, false for an address not received here.
+	// AcceptStream records one message read from r; see ingest.Ingester.AcceptStream for the
+	// error contract. The server hands it the DATA stream, so a message is never held whole.
+	AcceptStream(ctx context.Context, env events.Envelope, r io.Reader) (ingest.Result, error)
+	// Resolve reports the route of a recipient, false for an address not received here. The
+	// route's Senders and MaxSize are enforced at RCPT time (550 5.7.1, 552 5.3.4 against a
+	// declared SIZE) and during DATA (552 5.3.4).
 	Resolve(rcpt string) (ingest.Route, bool)
 }
 

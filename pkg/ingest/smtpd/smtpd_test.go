@@ -305,7 +305,10 @@ func TestSizeDeclaredInMailFrom(t *testing.T) {
 // multiRouteAccepter routes two domains to two routes, to check the per-transaction split.
 type multiRouteAccepter struct{ calls int }
 
-func (a *multiRouteAccepter) Accept(context.Context, events.Envelope, []byte) (ingest.Result, error) {
+func (a *multiRouteAccepter) AcceptStream(_ context.Context, _ events.Envelope, r io.Reader) (ingest.Result, error) {
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return ingest.Result{}, err
+	}
 	a.calls++
 	return ingest.Result{ID: "id", ThreadKey: "k"}, nil
 }

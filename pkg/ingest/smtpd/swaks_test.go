@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -39,7 +41,11 @@ type accepted struct {
 	raw string
 }
 
-func (a *recordingAccepter) Accept(_ context.Context, env events.Envelope, raw []byte) (ingest.Result, error) {
+func (a *recordingAccepter) AcceptStream(_ context.Context, env events.Envelope, r io.Reader) (ingest.Result, error) {
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		return ingest.Result{}, fmt.Errorf("reading message: %w", err)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.accepted = append(a.accepted, accepted{env: env, raw: string(raw)})
