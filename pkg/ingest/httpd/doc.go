@@ -46,9 +46,10 @@
 // # Errors
 //
 // Every error is an RFC 9457 problem details object (application/problem+json) with a type
-// under [ProblemTypeBase]: 401 missing or bad credential, 403 recipient of another tenant, 400
-// bad envelope, form or message, 413 larger than [Config].MaxBodyBytes (the body is read through
-// a limit, never whole), 415 not the provider's form, 503 with Retry-After when the message could
+// under [ProblemTypeBase]: 401 missing or bad credential, 403 recipient of another tenant or a
+// sender the recipient's route refuses (ingest.Route.Senders), 400 bad envelope, form or
+// message, 413 larger than [Config].MaxBodyBytes or the route's MaxSize (the body is read
+// through a limit; /v1/messages with an API key streams it to ingest, never whole), 415 not the provider's form, 503 with Retry-After when the message could
 // not be recorded and the sender should retry. The Mailgun endpoint answers every permanent
 // rejection with 406 instead, the only code on which Mailgun stops retrying without taking the
 // post as delivered; the problem type still names the reason.

@@ -36,8 +36,11 @@ const (
 
 // Accepter is what the handler needs from the ingest use case; *ingest.Ingester fits.
 type Accepter interface {
-	// Accept records one message; see ingest.Ingester.Accept for the error contract.
+	// Accept records one message held in memory (the signed and provider endpoints need the
+	// whole body anyway); see ingest.Ingester.Accept for the error contract.
 	Accept(ctx context.Context, env events.Envelope, raw []byte) (ingest.Result, error)
+	// AcceptStream records one message read from r; [Path] with an API key streams the body.
+	AcceptStream(ctx context.Context, env events.Envelope, r io.Reader) (ingest.Result, error)
 	// Resolve reports the route of a recipient, false for an address not received here. The
 	// handler uses it to check the credential's tenant before reading the message.
 	Resolve(rcpt string) (ingest.Route, bool)
@@ -144,17 +147,107 @@ func (h *handler) postMessage(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, *p)
 		return
 	}
-	raw, p := h.readBody(w, r)
+	limit, p := h.routePolicy(env)
 	if p != nil {
 		h.fail(w, *p)
 		return
 	}
-	res, p := h.record(r, env, raw)
+	res, p := h.recordStream(w, r, env, limit)
 	if p != nil {
 		h.fail(w, *p)
 		return
 	}
 	writeAccepted(w, http.StatusAccepted, res)
+}
+
+// routePolicy applies the recipients' routes to env: 403 when a route refuses the envelope
+// sender (ingest.Route.Senders); otherwise the message size limit, the smallest of
+// Config.MaxBodyBytes and the routes' MaxSize.
+func (h *handler) routePolicy(env events.Envelope) (int64, *problem) {
+	limit := h.cfg.MaxBodyBytes
+	for _, rcpt := range env.RcptTo {
+		rt, ok := h.acc.Resolve(mailid.Address(rcpt))
+		if !ok {
+			return 0, &problem{http.StatusBadRequest, ProblemNoRoute, "Unknown recipient", rcpt + " is not an address mail is received for"}
+		}
+		if rt.Senders != nil && !rt.Senders.AllowsSender(env.MailFrom) {
+			return 0, &problem{
+				http.StatusForbidden, ProblemForbidden, "Sender not allowed",
+				fmt.Sprintf("the route of %s does not accept mail from %q", rcpt, env.MailFrom),
+			}
+		}
+		if rt.MaxSize > 0 && rt.MaxSize < limit {
+			limit = rt.MaxSize
+		}
+	}
+	return limit, nil
+}
+
+// tooLarge is the answer to a message over limit bytes.
+func tooLarge(limit int64) *problem {
+	return &problem{
+		http.StatusRequestEntityTooLarge, ProblemTooLarge, "Message too large",
+		fmt.Sprintf("the message is larger than %d bytes", limit),
+	}
+}
+
+// recordStream hands the request body to ingest as it arrives, through limit, so a large
+// message is never held whole; ingest spools what it does not carry inline.
+func (h *handler) recordStream(w http.ResponseWriter, r *http.Request, env events.Envelope, limit int64) (ingest.Result, *problem) {
+	if r.ContentLength > limit {
+		return ingest.Result{}, tooLarge(limit)
+	}
+	if r.ContentLength == 0 {
+		return ingest.Result{}, &problem{http.StatusBadRequest, ProblemEmptyMessage, "Empty message", "the body must be an RFC 5322 message"}
+	}
+	// Reading is bounded by the server's timeouts; AcceptTimeout starts once the body is read,
+	// as it did when the body was read first.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	body := &bodySource{r: http.MaxBytesReader(w, r.Body, limit), atEOF: func() *time.Timer { return time.AfterFunc(h.cfg.AcceptTimeout, cancel) }}
+	defer body.stop()
+	res, err := h.acc.AcceptStream(ctx, env, body)
+	switch mbe := (*http.MaxBytesError)(nil); {
+	case body.err != nil && errors.As(body.err, &mbe):
+		return res, tooLarge(limit)
+	case body.err != nil:
+		return res, &problem{http.StatusBadRequest, ProblemBadBody, "Unreadable body", "the request body could not be read"}
+	case err != nil && body.n == 0 && errors.Is(err, ingest.ErrInvalid):
+		return res, &problem{http.StatusBadRequest, ProblemEmptyMessage, "Empty message", "the body must be an RFC 5322 message"}
+	}
+	return res, h.answer(r, env, err, body.n)
+}
+
+// bodySource is the request body as ingest reads it. It counts the bytes, keeps the first read
+// error (the answer to give, whatever ingest wraps it in), and calls atEOF once at the end of
+// the body to start the recording deadline. Ingest reads it from the handler's goroutine.
+type bodySource struct {
+	r     io.Reader
+	atEOF func() *time.Timer
+	timer *time.Timer
+	n     int64
+	err   error
+}
+
+func (b *bodySource) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.n += int64(n)
+	switch {
+	case err == io.EOF:
+		if b.timer == nil {
+			b.timer = b.atEOF()
+		}
+	case err != nil && b.err == nil:
+		b.err = err
+	}
+	return n, err
+}
+
+// stop releases the deadline timer, if one was started.
+func (b *bodySource) stop() {
+	if b.timer != nil {
+		b.timer.Stop()
+	}
 }
 
 // postSignedMessage serves [Path] for a request signed per Standard Webhooks. The envelope is
@@ -180,6 +273,15 @@ func (h *handler) postSignedMessage(w http.ResponseWriter, r *http.Request) {
 	tenant, err := h.verifyHMAC(tenants, r.Header, raw)
 	if err != nil {
 		unauthorized(w, `Bearer realm="mailpipe"`, err.Error())
+		return
+	}
+	// After verification: the route's policy is no business of an unauthenticated caller.
+	limit, p := h.routePolicy(env)
+	if p == nil && int64(len(raw)) > limit {
+		p = tooLarge(limit)
+	}
+	if p != nil {
+		h.fail(w, *p)
 		return
 	}
 	key := replayKey("hmac", tenant, r.Header.Get(webhooksig.HeaderID))
@@ -312,15 +414,21 @@ func (h *handler) record(r *http.Request, env events.Envelope, raw []byte) (inge
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.AcceptTimeout)
 	defer cancel()
 	res, err := h.acc.Accept(ctx, env, raw)
+	return res, h.answer(r, env, err, int64(len(raw)))
+}
+
+// answer maps ingest's error for a message of size bytes to the problem to answer; nil on
+// success.
+func (h *handler) answer(r *http.Request, env events.Envelope, err error, size int64) *problem {
 	switch {
 	case err == nil:
-		return res, nil
+		return nil
 	case errors.Is(err, ingest.ErrTooLarge):
-		return res, &problem{http.StatusRequestEntityTooLarge, ProblemTooLarge, "Message too large", err.Error()}
+		return &problem{http.StatusRequestEntityTooLarge, ProblemTooLarge, "Message too large", err.Error()}
 	case errors.Is(err, ingest.ErrNoRoute):
-		return res, &problem{http.StatusBadRequest, ProblemNoRoute, "Unknown recipient", err.Error()}
+		return &problem{http.StatusBadRequest, ProblemNoRoute, "Unknown recipient", err.Error()}
 	case errors.Is(err, ingest.ErrInvalid):
-		return res, &problem{http.StatusBadRequest, ProblemInvalidMessage, "Invalid message", err.Error()}
+		return &problem{http.StatusBadRequest, ProblemInvalidMessage, "Invalid message", err.Error()}
 	}
 	if errors.Is(err, ingest.ErrInFlight) {
 		// The client retried while its first attempt is still being recorded: not a fault.
@@ -328,9 +436,9 @@ func (h *handler) record(r *http.Request, env events.Envelope, raw []byte) (inge
 			slog.String("path", r.URL.Path), slog.String("client_ip", env.ClientIP))
 	} else {
 		h.log.ErrorContext(r.Context(), "could not record http message, answered 503", slog.String("path", r.URL.Path),
-			slog.String("client_ip", env.ClientIP), slog.Int("size", len(raw)), slog.String("error", err.Error()))
+			slog.String("client_ip", env.ClientIP), slog.Int64("size", size), slog.String("error", err.Error()))
 	}
-	return res, h.unavailable("the message could not be recorded; nothing was stored, retry the same request")
+	return h.unavailable("the message could not be recorded; nothing was stored, retry the same request")
 }
 
 // unavailable is the 503 answer; fail adds Retry-After.

@@ -55,6 +55,17 @@ func (f *fakeAccepter) Accept(_ context.Context, env events.Envelope, raw []byte
 	return f.res, f.err
 }
 
+func (f *fakeAccepter) AcceptStream(ctx context.Context, env events.Envelope, r io.Reader) (ingest.Result, error) {
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		return ingest.Result{}, fmt.Errorf("reading message: %w", err)
+	}
+	if len(raw) == 0 {
+		return ingest.Result{}, fmt.Errorf("%w: empty message", ingest.ErrInvalid)
+	}
+	return f.Accept(ctx, env, raw)
+}
+
 func (f *fakeAccepter) Resolve(rcpt string) (ingest.Route, bool) {
 	_, domain, _ := strings.Cut(rcpt, "@")
 	switch domain {
@@ -64,6 +75,11 @@ func (f *fakeAccepter) Resolve(rcpt string) (ingest.Route, bool) {
 		return ingest.Route{ID: "acme-support", Tenant: "acme"}, true
 	case "globex.example.com":
 		return ingest.Route{ID: "globex-sales", Tenant: "globex"}, true
+	case "policy.example.com": // routes of tenant acme with a size limit or a sender policy
+		if strings.HasPrefix(rcpt, "small@") {
+			return ingest.Route{ID: "acme-small", Tenant: "acme", MaxSize: int64(len(msg))}, true
+		}
+		return ingest.Route{ID: "acme-closed", Tenant: "acme", Senders: denyMallory{}}, true
 	}
 	return ingest.Route{}, false
 }

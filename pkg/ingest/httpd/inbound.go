@@ -191,6 +191,14 @@ func (h *handler) deliver(w http.ResponseWriter, r *http.Request, d delivery) {
 		d.fail(w, *p)
 		return
 	}
+	limit, p := h.routePolicy(d.env)
+	if p == nil && int64(len(d.raw)) > limit {
+		p = tooLarge(limit)
+	}
+	if p != nil {
+		d.fail(w, *p)
+		return
+	}
 	if d.replayID != "" {
 		h.recordOnce(w, r, replayKey(d.replayScheme, tenant, d.replayID), d.replayTTL, d.okStatus, d.fail, d.env, d.raw)
 		return
