@@ -333,10 +333,28 @@ func swaks(t *testing.T, server, from, to, file string) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "swaks", "--server", server, "--from", from, "--to", to,
-		"--data", "@"+file, "--hide-all")
+		"--data", "@"+smtpSafe(t, file), "--hide-all")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("swaks %s: %v\n%s", file, err, out)
 	}
+}
+
+// smtpSafe returns file, or a copy with CRLF line endings when file has bare CR or LF: ingress
+// refuses those over SMTP (smuggling guard, ADR 0003), and a conforming MTA would have sent the
+// message with CRLF endings. Over HTTP the corpus bytes go as they are.
+func smtpSafe(t *testing.T, file string) string {
+	t.Helper()
+	raw, err := os.ReadFile(file)
+	must(t, err, "reading %s", file)
+	norm := bytes.ReplaceAll(raw, []byte("\r\n"), []byte("\n"))
+	norm = bytes.ReplaceAll(norm, []byte("\r"), nil)
+	norm = bytes.ReplaceAll(norm, []byte("\n"), []byte("\r\n"))
+	if bytes.Equal(norm, raw) {
+		return file
+	}
+	out := filepath.Join(t.TempDir(), filepath.Base(file))
+	must(t, os.WriteFile(out, norm, 0o600), "writing %s", out)
+	return out
 }
 
 func postHTTP(t *testing.T, addr, to string, raw []byte) {

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """An analyst's consumer of mail.lake.v1, written with clients nobody on the project wrote:
-confluent-kafka (librdkafka) reads the topic read-committed, fastavro decodes each value with
-schemas/mail.lake.v1.avsc after the 5-byte Confluent header. Prints one JSON object per row,
-then a summary line on stderr.
+confluent-kafka (librdkafka) reads the whole topic read-committed (to the end of every
+partition), fastavro decodes each value with schemas/mail.lake.v1.avsc after the 5-byte
+Confluent header. Prints one JSON object per row, then a summary line on stderr. Exits 0 when it
+decoded at least EXPECTED_ROWS rows.
 
 usage: lake_consumer.py BROKERS SCHEMA_FILE EXPECTED_ROWS TIMEOUT_SECONDS
 """
@@ -26,17 +27,23 @@ def main() -> int:
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
         "enable.auto.commit": False,
+        "enable.partition.eof": True,
     })
     consumer.subscribe(["mail.lake.v1"])
     rows = 0
+    at_end = set()
     deadline = time.monotonic() + timeout
     try:
-        while rows < expected and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
             msg = consumer.poll(1.0)
             if msg is None:
+                assigned = {(p.topic, p.partition) for p in consumer.assignment()}
+                if rows >= expected and assigned and assigned <= at_end:
+                    break
                 continue
             if msg.error():
                 if msg.error().code() == KafkaError._PARTITION_EOF:
+                    at_end.add((msg.topic(), msg.partition()))
                     continue
                 print(f"consumer error: {msg.error()}", file=sys.stderr)
                 return 2
@@ -50,6 +57,7 @@ def main() -> int:
             row["_schema_id"] = schema_id
             print(json.dumps(row, default=str))
             rows += 1
+            at_end.discard((msg.topic(), msg.partition()))
     finally:
         consumer.close()
     print(f"decoded {rows} lake rows", file=sys.stderr)
