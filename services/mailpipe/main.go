@@ -20,6 +20,7 @@ commands:
   dev            run every stage in one process on embedded Kafka and Redis
   send FILE...   send raw RFC 5322 messages over SMTP (or HTTP with --http)
   tail TOPIC     decode a topic's records to JSON lines
+  parse FILE...  print the mail.parsed.v1 record of raw messages as JSON (- for stdin)
   topics apply   create missing topics and set their configs
   routes         add, list, show, rm or import address routes (mail.routes.v1)
 
@@ -39,6 +40,8 @@ func run(ctx context.Context, env app.Env) error {
 		return runSend(ctx, env)
 	case "tail":
 		return runTail(ctx, env)
+	case "parse":
+		return runParse(ctx, env)
 	case "topics":
 		return runTopics(ctx, env)
 	case "routes":
