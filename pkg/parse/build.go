@@ -11,6 +11,7 @@ import (
 	"github.com/mailpipe/mailpipe/pkg/events"
 	"github.com/mailpipe/mailpipe/pkg/mailid"
 	"github.com/mailpipe/mailpipe/pkg/mime"
+	"github.com/mailpipe/mailpipe/pkg/reply"
 	"github.com/mailpipe/mailpipe/pkg/thread"
 )
 
@@ -83,6 +84,15 @@ func (p *Parser) build(in *events.Raw, key, raw []byte, m *mime.Message, refs ma
 	}
 	if out.HTML, cut = truncate(m.HTML, p.opts.maxBodySize); cut {
 		warn(WarnBodyTruncated, fmt.Sprintf("HTML body of %d bytes cut to %d", len(m.HTML), len(out.HTML)), true)
+	}
+	// Both derive from the bounded bodies, so they cost no more than the bodies themselves.
+	out.StrippedText = reply.Strip(out.Text)
+	if out.HTML != "" {
+		// Escaping can make the sanitized copy longer than the original; it is bounded the same.
+		sanitized := p.policy.Sanitize(out.HTML)
+		if out.HTMLSanitized, cut = truncate(sanitized, p.opts.maxBodySize); cut {
+			warn(WarnBodyTruncated, fmt.Sprintf("sanitized HTML body of %d bytes cut to %d", len(sanitized), len(out.HTMLSanitized)), true)
+		}
 	}
 	for _, h := range m.Headers {
 		v, cut := truncate(h.Value, p.opts.maxHeaderValue)

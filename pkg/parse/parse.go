@@ -30,6 +30,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/microcosm-cc/bluemonday"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/mailpipe/mailpipe/pkg/blob"
@@ -119,6 +120,9 @@ type Parser struct {
 	blobs  BlobStore
 	getter BlobGetter
 	mime   *mime.Parser
+	// policy sanitizes the HTML body; built once, since building it compiles many patterns, and
+	// safe for concurrent use.
+	policy *bluemonday.Policy
 	opts   options
 	log    *slog.Logger
 }
@@ -155,7 +159,7 @@ func New(codec *serde.Codec, blobs BlobStore, log *slog.Logger, opts ...Option) 
 		mp, _ = mime.NewParser()
 		o.limits = mp.Limits()
 	}
-	p := &Parser{codec: codec, blobs: blobs, mime: mp, opts: o, log: log}
+	p := &Parser{codec: codec, blobs: blobs, mime: mp, policy: bluemonday.UGCPolicy(), opts: o, log: log}
 	if g, ok := blobs.(BlobGetter); ok && blobs != nil {
 		p.getter = g
 	}

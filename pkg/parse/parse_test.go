@@ -207,6 +207,9 @@ func TestHandleParsesAndStoresAttachments(t *testing.T) {
 	if got.Subject != "Pricing" || got.Text != "What does it cost?" || got.Date == nil || !got.Date.Equal(time.Date(2026, 11, 23, 10, 29, 0, 0, time.UTC)) {
 		t.Errorf("subject %q text %q date %v", got.Subject, got.Text, got.Date)
 	}
+	if got.StrippedText != "What does it cost?" || got.HTMLSanitized != "" {
+		t.Errorf("stripped text %q sanitized HTML %q; want the text and no HTML", got.StrippedText, got.HTMLSanitized)
+	}
 	if got.ParseStatus != "ok" || len(got.Warnings) != 0 {
 		t.Errorf("status %s warnings %+v", got.ParseStatus, got.Warnings)
 	}
@@ -234,6 +237,51 @@ func TestHandleParsesAndStoresAttachments(t *testing.T) {
 	again, err := p.Handle(t.Context(), rec)
 	if err != nil || !bytes.Equal(again[0].Value, out[0].Value) {
 		t.Errorf("second Handle differs: %v", err)
+	}
+}
+
+func TestHandleStripsReplyAndSanitizesHTML(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, body                  string
+		wantStripped, wantSanitized string
+	}{
+		{
+			name: "gmail reply with HTML alternative",
+			body: "Content-Type: multipart/alternative; boundary=alt\r\n\r\n" +
+				"--alt\r\n" +
+				"Content-Type: text/plain; charset=utf-8\r\n\r\n" +
+				"Tuesday works.\r\n\r\nOn Mon, Nov 23, 2026 at 11:29 AM Jörg <joerg@example.com> wrote:\r\n> Can we meet?\r\n" +
+				"--alt\r\n" +
+				"Content-Type: text/html; charset=utf-8\r\n\r\n" +
+				`<div onclick="steal()">Tuesday <b>works</b>.<script>alert(1)</script></div>` +
+				`<a href="javascript:alert(1)">x</a><a href="https://example.com/">y</a>` + "\r\n" +
+				"--alt--\r\n",
+			wantStripped:  "Tuesday works.",
+			wantSanitized: `<div>Tuesday <b>works</b>.</div>x<a href="https://example.com/" rel="nofollow">y</a>`,
+		},
+		{
+			name: "outlook reply, text only",
+			body: "Content-Type: text/plain; charset=utf-8\r\n\r\n" +
+				"Approved.\r\n\r\nBen\r\n\r\n-----Original Message-----\r\nFrom: Jörg\r\nSent: Monday\r\nTo: Ben\r\nSubject: PO\r\n\r\nPlease approve.\r\n",
+			wantStripped: "Approved.\n\nBen",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			codec := newCodec(t)
+			p := parse.New(codec, nil, discard())
+			msg := "From: Ben <ben@example.com>\r\nTo: joerg@example.com\r\nSubject: Re: meeting\r\n" +
+				"Message-ID: <r1@example.com>\r\n" + tt.body
+			got := decodeParsed(t, codec, must(p.Handle(t.Context(), record(t, codec, rawEvent(msg)))))
+			if got.StrippedText != tt.wantStripped {
+				t.Errorf("stripped text %q, want %q", got.StrippedText, tt.wantStripped)
+			}
+			if strings.TrimSpace(got.HTMLSanitized) != tt.wantSanitized {
+				t.Errorf("sanitized HTML %q, want %q", got.HTMLSanitized, tt.wantSanitized)
+			}
+		})
 	}
 }
 
