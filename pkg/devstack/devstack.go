@@ -145,7 +145,12 @@ func build(ctx context.Context, cfg Config, common pipeline.Common, dir string, 
 
 	// Stages are built before ingress so that intake, started last, is stopped first.
 	stageCfg := pipeline.StageConfig{Common: common, Stage: stage.Config{MaxPollRecords: 100}}
-	for _, b := range []pipeline.Builder[pipeline.StageConfig]{pipeline.Parser, pipeline.Classifier, pipeline.Enricher} {
+	a, err := pipeline.Parser(ctx, pipeline.ParserConfig{StageConfig: stageCfg}, d)
+	if err != nil {
+		return nil, err
+	}
+	actors = append(actors, a...)
+	for _, b := range []pipeline.Builder[pipeline.StageConfig]{pipeline.Classifier, pipeline.Enricher} {
 		a, err := b(ctx, stageCfg, d)
 		if err != nil {
 			return nil, err
@@ -161,7 +166,7 @@ func build(ctx context.Context, cfg Config, common pipeline.Common, dir string, 
 		sinkCfg.Webhook.URL = cfg.WebhookURL
 		sinkCfg.Webhook.Secrets = []string{cfg.WebhookSecret}
 	}
-	a, err := pipeline.CRMSink(ctx, sinkCfg, d, func(e localstore.Entry) {
+	a, err = pipeline.CRMSink(ctx, sinkCfg, d, func(e localstore.Entry) {
 		log.InfoContext(ctx, "message reached the CRM store", "id", e.ID, "external_id", e.ExternalID, "subject", e.Subject, "kind", e.Kind)
 	})
 	if err != nil {

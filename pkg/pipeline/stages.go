@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 
 	"github.com/mailpipe/mailpipe/pkg/app"
 	"github.com/mailpipe/mailpipe/pkg/classify"
@@ -14,6 +15,7 @@ import (
 	"github.com/mailpipe/mailpipe/pkg/dedupe/redisdedupe"
 	"github.com/mailpipe/mailpipe/pkg/enrich"
 	"github.com/mailpipe/mailpipe/pkg/kafka"
+	"github.com/mailpipe/mailpipe/pkg/mailauth"
 	"github.com/mailpipe/mailpipe/pkg/parse"
 	"github.com/mailpipe/mailpipe/pkg/sink"
 	"github.com/mailpipe/mailpipe/pkg/stage"
@@ -27,6 +29,17 @@ type StageConfig struct {
 	Stage stage.Config `env:"STAGE"`
 }
 
+// ParserConfig configures the parser service.
+type ParserConfig struct {
+	StageConfig
+	// Auth turns on SPF, DKIM and DMARC verification with the system DNS resolver. Off by
+	// default until the deployment's resolver is known to answer quickly: every lookup runs on
+	// the record's path, inside the stage's per-attempt timeout.
+	Auth bool `env:"PARSER_AUTH" usage:"verify SPF, DKIM and DMARC with the system DNS resolver"`
+	// TrustedAuthServIDs are the authserv-ids whose Authentication-Results headers are kept.
+	TrustedAuthServIDs []string `env:"PARSER_TRUSTED_AUTHSERV_IDS" usage:"authserv-ids whose Authentication-Results headers are preserved, comma-separated"`
+}
+
 // SinkConfig configures the crm-sink service. At least one connector must be configured.
 type SinkConfig struct {
 	StageConfig
@@ -37,9 +50,17 @@ type SinkConfig struct {
 }
 
 // Parser builds the parser service: mail.raw.v1 → mail.parsed.v1.
-func Parser(_ context.Context, cfg StageConfig, d *Deps) ([]app.Actor, error) {
-	p := parse.New(d.Codec, d.Blobs, d.Log)
-	return runStage(cfg, d, "parser", kafka.TopicRaw, p.Handle)
+func Parser(_ context.Context, cfg ParserConfig, d *Deps) ([]app.Actor, error) {
+	var opts []parse.Option
+	if cfg.Auth {
+		v, err := mailauth.New(mailauth.Config{Resolver: net.DefaultResolver, TrustedAuthServIDs: cfg.TrustedAuthServIDs, Logger: d.Log})
+		if err != nil {
+			return nil, app.ConfigError(fmt.Errorf("parser auth: %w", err))
+		}
+		opts = append(opts, parse.WithAuth(v))
+	}
+	p := parse.New(d.Codec, d.Blobs, d.Log, opts...)
+	return runStage(cfg.StageConfig, d, "parser", kafka.TopicRaw, p.Handle)
 }
 
 // Classifier builds the classifier service: mail.parsed.v1 → mail.classified.v1.
