@@ -31,8 +31,10 @@ func TestConfigurationDocIsCurrent(t *testing.T) {
 	}
 	v, err := envconf.Vars[pipeline.IngressConfig](pipeline.EnvPrefix)
 	section("ingress", v, err)
+	v, err = envconf.Vars[pipeline.ParserConfig](pipeline.EnvPrefix)
+	section("parser", v, err)
 	v, err = envconf.Vars[pipeline.StageConfig](pipeline.EnvPrefix)
-	section("parser, classifier, enricher", v, err)
+	section("classifier, enricher", v, err)
 	v, err = envconf.Vars[pipeline.SinkConfig](pipeline.EnvPrefix)
 	section("crm-sink", v, err)
 
