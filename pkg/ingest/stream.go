@@ -14,6 +14,7 @@ import (
 
 	"github.com/mailpipe/mailpipe/pkg/events"
 	"github.com/mailpipe/mailpipe/pkg/mailid"
+	"github.com/mailpipe/mailpipe/pkg/thread"
 )
 
 // AcceptStream records the RFC 5322 message read from r, received with env, on mail.raw.v1.
@@ -142,7 +143,7 @@ func (in *Ingester) spool(ctx context.Context, id string, r io.Reader) (spooled,
 	if in.blobs == nil {
 		limit = in.cfg.MaxInlineBytes
 	}
-	sum, body := sha256.New(), newBodyHasher()
+	sum, body := sha256.New(), thread.NewBodyHasher()
 	hashed := io.TeeReader(r, hashWriter{sum, body})
 	head, err := io.ReadAll(io.LimitReader(hashed, limit+1))
 	if err != nil {
@@ -168,14 +169,14 @@ func (in *Ingester) spool(ctx context.Context, id string, r io.Reader) (spooled,
 		sp.ref, sp.size = ref, counted.n
 	}
 	copy(sp.sum[:], sum.Sum(nil))
-	sp.bodyDigest = body.digest()
+	sp.bodyDigest = body.Digest()
 	return sp, nil
 }
 
 // hashWriter feeds the message hash and the body digest; neither fails.
 type hashWriter struct {
 	sum  hash.Hash
-	body *bodyHasher
+	body *thread.BodyHasher
 }
 
 func (w hashWriter) Write(p []byte) (int, error) {

@@ -1,11 +1,7 @@
 package parse
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
-	"net/mail"
-	"net/textproto"
 	"unicode/utf8"
 
 	"github.com/mailpipe/mailpipe/pkg/events"
@@ -188,30 +184,10 @@ func externalID(in *events.Raw, raw []byte, m *mime.Message) string {
 	return mailid.ExternalID(msgID, sender)
 }
 
-// syntheticID reproduces ingress's synthetic id for a message without a Message-ID: thread
-// headers read with net/textproto (as ingest does) and the hex SHA-256 of the bytes after the
-// first empty line. It is a copy of the few lines in pkg/ingest (unexported there); the two
-// must agree byte for byte.
+// syntheticID is ingress's synthetic id for a message without a Message-ID (thread.FromRaw
+// reads the headers and body digest exactly as ingress does).
 func syntheticID(raw []byte) string {
-	r := textproto.NewReader(bufio.NewReader(bytes.NewReader(raw)))
-	h, _ := r.ReadMIMEHeader() // partial headers on error, as ingress
-	return thread.SyntheticID(thread.FromMail(mail.Header(h), digest(bodyOf(raw))))
-}
-
-// bodyOf returns what follows the first empty line (CRLF or bare LF), or nil if there is none.
-func bodyOf(raw []byte) []byte {
-	for i := 0; i < len(raw); {
-		j := bytes.IndexByte(raw[i:], '\n')
-		if j < 0 {
-			return nil
-		}
-		line := raw[i : i+j]
-		i += j + 1
-		if len(line) == 0 || (len(line) == 1 && line[0] == '\r') {
-			return raw[i:]
-		}
-	}
-	return nil
+	return thread.SyntheticID(thread.FromRaw(raw))
 }
 
 // truncate cuts s to at most n bytes at a character boundary.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/mail"
 	"os"
 	"time"
 
@@ -106,13 +104,12 @@ func rawRecord(ctx context.Context, id string, env events.Envelope, raw []byte) 
 		Sha256:     hex.EncodeToString(sum[:]),
 		Raw:        &raw,
 	}
-	// An unreadable header block leaves the keys empty; the parser then reports the failure.
-	if m, err := mail.ReadMessage(bytes.NewReader(raw)); err == nil {
-		rec.MessageID = mailid.MessageID(m.Header.Get("Message-Id"))
-		// With a nil index Key cannot fail and always returns a complete result.
-		tk, _ := thread.Key(ctx, thread.FromMail(m.Header, ""), nil)
-		rec.ThreadKey = tk.Key
-	}
+	// Headers and body digest are read as ingress reads them, so the thread key (synthetic
+	// ones included) is the one ingress would assign. With a nil index Key cannot fail.
+	h := thread.FromRaw(raw)
+	rec.MessageID = mailid.MessageID(h.MessageID)
+	tk, _ := thread.Key(ctx, h, nil)
+	rec.ThreadKey = tk.Key
 	return rec
 }
 

@@ -1,4 +1,4 @@
-package ingest
+package thread
 
 import (
 	"bytes"
@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// bodyOf is the reference the streaming bodyHasher must agree with: what follows the first
+// bodyOf is the reference the streaming BodyHasher must agree with: what follows the first
 // empty line (CRLF or bare LF), or nil if there is none.
 func bodyOf(raw []byte) []byte {
 	for i := 0; i < len(raw); {
@@ -36,13 +36,13 @@ func FuzzBodyHasher(f *testing.F) {
 	f.Add([]byte("no body at all"), uint8(5))
 	f.Add([]byte("A: b\r\n \r\n\r\nx"), uint8(4))
 	f.Fuzz(func(t *testing.T, raw []byte, chunk uint8) {
-		b := newBodyHasher()
+		b := NewBodyHasher()
 		step := int(chunk) + 1
 		for i := 0; i < len(raw); i += step {
 			_, _ = b.Write(raw[i:min(i+step, len(raw))])
 		}
 		sum := sha256.Sum256(bodyOf(raw))
-		if got, want := b.digest(), hex.EncodeToString(sum[:]); got != want {
+		if got, want := b.Digest(), hex.EncodeToString(sum[:]); got != want {
 			t.Fatalf("streamed digest %s, whole-message digest %s", got, want)
 		}
 	})
