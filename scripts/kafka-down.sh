@@ -3,7 +3,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
-run="$MAILPIPE_RUN/kafka-${KAFKA_PORT:-39092}"
+run="$MAILPIPE_RUN/kafka-${KAFKA_PORT:-19092}"
 [ -f "$run/pid" ] || exit 0
 pid=$(cat "$run/pid")
 kill "$pid" 2>/dev/null || true

@@ -3,11 +3,13 @@
 # e2e tests. The broker jars come from Maven Central (scripts/kafka/pom.xml) and are cached; the
 # broker runs on the machine's Java 17 with transactions enabled at replication factor 1.
 # Idempotent: a broker already listening is left as it is. Prints the bootstrap address.
-#   KAFKA_PORT (default 39092)  KAFKA_FRESH=1 wipes the data directory first.
+#   KAFKA_PORT (default 19092; the controller takes KAFKA_PORT+1)  KAFKA_FRESH=1 wipes the data
+#   directory first. Defaults sit below Linux's ephemeral range (32768+), where an outgoing
+#   connection can hold the port and make the broker's bind fail.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
-port=${KAFKA_PORT:-39092}
+port=${KAFKA_PORT:-19092}
 cport=$((port + 1))
 version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$here/kafka/pom.xml")
 libs="$MAILPIPE_CACHE/kafka-$version/libs"
@@ -58,7 +60,9 @@ nohup java "${jopts[@]}" -cp "${cp[*]}" kafka.Kafka "$run/server.properties" >"$
 echo $! >"$run/pid"
 if ! wait_port 127.0.0.1 "$port" 90; then
   echo "kafka did not start; last lines of $run/kafka.log:" >&2
-  tail -n 40 "$run/kafka.log" >&2
+  grep -m1 -B2 'BindException' "$run/kafka.log" >&2 || tail -n 40 "$run/kafka.log" >&2
+  kill "$(cat "$run/pid")" 2>/dev/null || true
+  rm -f "$run/pid"
   exit 1
 fi
 echo "127.0.0.1:$port"

@@ -17,6 +17,26 @@ wait_port() {
 # port_open HOST PORT: one probe, no wait.
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
+# port_busy PORT: some local TCP socket holds PORT, listening or not. A connected socket is
+# invisible to port_open yet still makes a listener's bind fail, so ss is asked when present.
+port_busy() {
+  if command -v ss >/dev/null 2>&1; then
+    [ -n "$(ss -Htan "( sport = :$1 )" 2>/dev/null)" ] && return 0
+  fi
+  port_open 127.0.0.1 "$1"
+}
+
+# free_ports START N: prints the first port P >= START with P..P+N-1 all free (steps of 10).
+free_ports() {
+  local p=$1 n=$2 i busy
+  for ((; p < 65000; p += 10)); do
+    busy=0
+    for ((i = 0; i < n; i++)); do port_busy $((p + i)) && { busy=1; break; }; done
+    [ $busy = 0 ] && { echo "$p"; return 0; }
+  done
+  return 1
+}
+
 # apt_install PKG...: installs the Debian packages that are missing (root, as on CI).
 apt_install() {
   local missing=() p

@@ -3,7 +3,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
-run="$MAILPIPE_RUN/redis-${REDIS_PORT:-36379}"
+run="$MAILPIPE_RUN/redis-${REDIS_PORT:-16379}"
 [ -f "$run/pid" ] || exit 0
 kill "$(cat "$run/pid")" 2>/dev/null || true
 rm -f "$run/pid"

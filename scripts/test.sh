@@ -4,11 +4,15 @@
 # integration and e2e), then stops the services. A missing service fails the run; nothing skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-: "${KAFKA_PORT:=39092}" "${REDIS_PORT:=36379}"
-export MAILPIPE_TEST_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
-export MAILPIPE_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
-export MAILPIPE_TEST_REQUIRE_SERVICES=1
 export MAILPIPE_CACHE=${MAILPIPE_CACHE:-$HOME/.cache/mailpipe}
+. scripts/lib.sh
+# Ports: KAFKA_PORT / REDIS_PORT when given; otherwise the first free ones from the defaults up,
+# so a broker or redis already running on this machine (a dev session, another checkout) is
+# never mistaken for ours and never blocks the run.
+fixed_kafka=${KAFKA_PORT:+1}
+: "${KAFKA_PORT:=$(free_ports 19092 2)}" "${REDIS_PORT:=$(free_ports 16379 1)}"
+export KAFKA_PORT REDIS_PORT
+export MAILPIPE_TEST_REQUIRE_SERVICES=1
 
 start=$(date +%s)
 section() { printf '\n=== %s (%ss)\n' "$*" "$(($(date +%s) - start))"; }
@@ -23,13 +27,22 @@ cleanup() {
       [ -f "$f" ] && { echo "--- last lines of $f" >&2; tail -n 30 "$f" >&2; }
     done
   fi
-  make -s services-down >/dev/null 2>&1 || true
+  scripts/kafka-down.sh >/dev/null 2>&1 || true
+  scripts/redis-down.sh >/dev/null 2>&1 || true
   exit $rc
 }
 trap cleanup EXIT
 
 section "starting Kafka and Redis"
-make -s services-up
+for attempt in 1 2 3; do
+  KAFKA_FRESH=1 scripts/kafka-up.sh && break
+  [ -z "$fixed_kafka" ] && [ $attempt -lt 3 ] || exit 1
+  KAFKA_PORT=$(free_ports $((KAFKA_PORT + 10)) 2)
+  echo "retrying Kafka on port $KAFKA_PORT" >&2
+done
+scripts/redis-up.sh
+export MAILPIPE_TEST_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
+export MAILPIPE_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 
 section "static checks: generated code, tidy modules, vet, lint"
 make -s check-generated

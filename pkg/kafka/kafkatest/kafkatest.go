@@ -24,7 +24,7 @@ import (
 )
 
 // EnvBrokers names the environment variable holding the real test broker's bootstrap list
-// (comma-separated). scripts/kafka-up.sh prints the value to use (127.0.0.1:39092).
+// (comma-separated). scripts/kafka-up.sh prints the value to use (127.0.0.1:19092).
 const EnvBrokers = "MAILPIPE_TEST_KAFKA_BROKERS"
 
 // Brokers returns the real broker(s) to test against, from $MAILPIPE_TEST_KAFKA_BROKERS.
@@ -37,7 +37,7 @@ func Brokers(t testing.TB) []string {
 	}
 	v := strings.TrimSpace(os.Getenv(EnvBrokers))
 	if v == "" {
-		t.Fatalf("$%s is not set: start scripts/kafka-up.sh and set MAILPIPE_TEST_KAFKA_BROKERS to the address it prints (127.0.0.1:39092)", EnvBrokers)
+		t.Fatalf("$%s is not set: start scripts/kafka-up.sh and set MAILPIPE_TEST_KAFKA_BROKERS to the address it prints (127.0.0.1:19092)", EnvBrokers)
 	}
 	var out []string
 	for _, b := range strings.Split(v, ",") {

@@ -19,7 +19,7 @@ import (
 	"github.com/mailpipe/mailpipe/pkg/redisconn"
 )
 
-// EnvURL names the variable holding the test server's URL, e.g. redis://127.0.0.1:36379/0.
+// EnvURL names the variable holding the test server's URL, e.g. redis://127.0.0.1:16379/0.
 const EnvURL = "MAILPIPE_TEST_REDIS_URL"
 
 // URL returns the test Redis URL, skipping under -short and failing when it is not set.
