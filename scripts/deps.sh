@@ -2,7 +2,8 @@
 # Installs what the tests need on a fresh Debian machine, idempotently: Java 17 and Maven (the
 # Kafka broker is fetched by scripts/kafka-up.sh), redis-server, swaks and kcat (interop clients),
 # postfix for its smtp-source load client (make bench), and the Python libraries the lake-topic
-# interop test uses (confluent-kafka, fastavro).
+# interop test uses (confluent-kafka, fastavro), and Node.js with the peer MIME parsers
+# (mailparser, postal-mime; scripts/node) that the parser cross-check and benchmark run.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
@@ -11,6 +12,7 @@ pkgs=(redis-server swaks kcat)
 command -v java >/dev/null || pkgs+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || pkgs+=(maven)
 command -v python3 >/dev/null || pkgs+=(python3 python3-pip)
+command -v npm >/dev/null || pkgs+=(nodejs npm)
 # Only smtp-source is wanted from postfix. "No configuration" makes the package write no main.cf,
 # so it starts no MTA on port 25; a daemon started anyway (an older configured install) is stopped.
 if ! dpkg -s postfix >/dev/null 2>&1; then
@@ -34,4 +36,10 @@ if ! python3 -c 'import confluent_kafka, fastavro' 2>/dev/null; then
   echo "installing confluent-kafka fastavro (pip)" >&2
   python3 -m pip install -q --disable-pip-version-check confluent-kafka fastavro >&2 ||
     python3 -m pip install -q --break-system-packages confluent-kafka fastavro >&2
+fi
+# The peer parsers, pinned by scripts/node/package-lock.json; reinstalled when the lock changes.
+if ! cmp -s "$here/node/package-lock.json" "$here/node/node_modules/.package-lock.json.installed" 2>/dev/null; then
+  echo "installing the peer MIME parsers (npm ci in scripts/node)" >&2
+  (cd "$here/node" && npm ci --no-audit --no-fund --loglevel=error >&2)
+  cp "$here/node/package-lock.json" "$here/node/node_modules/.package-lock.json.installed"
 fi
