@@ -128,6 +128,13 @@ require (
 	golang.org/x/text v0.42.0
 )
 
+require (
+	cel.dev/cel-go v0.33.2
+	cel.dev/expr v0.25.3 // indirect
+	github.com/antlr4-go/antlr/v4 v4.13.1 // indirect
+	golang.org/x/exp v0.0.0-20240823005443-9b4947da3948 // indirect
+)
+
 replace github.com/mailpipe/mailpipe/schemas => ../schemas
 
 tool github.com/hamba/avro/v2/cmd/avrogen
