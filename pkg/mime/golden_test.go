@@ -5,141 +5,251 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/mailpipe/mailpipe/pkg/mime"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/golden/*.json from the current output")
+var update = flag.Bool("update", false, "rewrite testdata/golden from the current output (and delete goldens without a corpus file)")
 
-// goldenFiles is the corpus subset with golden output: a few files per category, small enough
-// to review in a diff, chosen for what they exercise.
-var goldenFiles = []string{
-	"attachments/mail-gem--attachment_emails-attachment_content_disposition.eml",
-	"attachments/php-mmp--m0011.eml",
-	"attachments/stalwart--legacy-006.eml",
-	"autoreplies/sisimai--maildir-bsd-rfc3834-01.eml",
-	"bounces/enmime--dsn-testdata-simple_dsn_with_html.eml",
-	"bounces/sisimai--maildir-bsd-lhost-opensmtpd-03.eml",
-	"bounces/sisimai--maildir-err-make-test-24.eml",     // local-only From (MAILER-DAEMON)
-	"bounces/sisimai--maildir-bsd-lhost-outlook-01.eml", // charset unicode-1-1-utf-7
-	"calendar/php-mmp--m0020.eml",
-	"charsets/mail-gem--multi_charset-japanese.eml",
-	"charsets/php-mmp--issue116.eml",
-	"charsets/spamassassin--nice-cjk-big5-base64.1.eml",
-	"charsets/spamassassin--nice-cjk-gb2312.2.eml",
-	"charsets/spamassassin--nice-cjk-iso-2022-jp.1.eml",
-	"charsets/enmime--parts-chardet-success-iso-8859-1.eml", // no charset, not UTF-8: detected
-	"dkim/postal--dkim_signing-email1.eml",
-	"forwarded/flanker--enclosed-broken-body.eml",
-	"forwarded/flanker--enclosed-broken.eml", // leading white space before the header
-	"headers/flanker--multi-received-headers.eml",
-	"headers/mail-gem--error_emails-header_fields_with_empty_values.eml",
-	"headers/mail-gem--rfc6532-utf8_headers.eml",
-	"headers/spamassassin--nice-authres.eml",
-	"headers/spamassassin--nice-spf4-received-spf-nofold.eml",
-	"headers/stalwart--legacy-009.eml", // 8-bit bytes inside encoded words
-	"html/enmime--mail-non-mime-html.eml",
-	"html/inbucket--nonmime-html-inlined.eml",
-	"inline-images/enmime--mail-html-mime-bad-unknown-charset-inline.eml",
-	"inline-images/mailpit--inline-attachment.eml",
-	"inline-images/php-mmp--m0129.eml",
-	"lists/spamassassin--welcomelists-amazon_co_uk_ship.eml",
-	"malformed/enmime--low-quality-incorrect-charset.eml",
-	"malformed/enmime--low-quality-unk-charset-html-only.eml",
-	"malformed/enmime--low-quality-unk-charset-part.eml",
-	"malformed/enmime--mail-multipart-wo-boundary.eml",
-	"malformed/enmime--parts-ctype-invalid-characters.eml",
-	"malformed/mail--error_emails--bad_subject.eml",
-	"malformed/sisimai--maildir-mac-lhost-gmail-01.eml", // CR-only line endings
-	"malformed/stalwart--malformed-019.eml",
-	"mbox/mimekit--mbox-unmunged.mbox.eml", // BOM + From_ line
-	"multipart/enmime--mail--unknown-part-type.eml",
-	"multipart/flanker--multipart.eml",
-	"multipart/mimekit--messages-body.7.eml",
-	"multipart/stalwart--legacy-030.eml",
-	"plain/mail--plain_emails--raw_email5.eml",
-	"plain/mail-gem--plain_emails-raw_email_trailing_dot.eml",
-	"plain/mail-gem--rfc2822-example10.eml", // comments everywhere in addresses
-	"plain/sisimai--maildir-not-is-not-bounce-02.eml",
-	"reports/sisimai--maildir-bsd-arf-24.eml",
-	"smime/zbateson--m4002.eml",
-	"spam/spamassassin--spam-002.eml",
-	"tnef/mimekit--tnef-ukr.eml",
+// goldenDir holds one golden file per corpus message: testdata/golden/<category>/<file>.json
+// for corpus/<category>/<file>.eml, and testdata/golden/corpus-bounces/<file>.json for
+// corpus-bounces/<file>.eml (a folder name the corpus itself does not use for a category, so
+// the two never collide).
+const goldenDir = "testdata/golden"
+
+// bouncesFolder is the golden subfolder of the sibling corpus-bounces folder.
+const bouncesFolder = "corpus-bounces"
+
+// Abbreviation of long values. Bodies and header values longer than longLimit keep a prefix of
+// prefixLen bytes plus the length and sha256 of the whole, so any change anywhere still fails.
+// With these, the 908 golden files take about 3.7 MB.
+const (
+	longLimit = 8 << 10
+	prefixLen = 4 << 10
+)
+
+// goldenCase is one corpus message and its golden file.
+type goldenCase struct {
+	src    string // path of the .eml
+	rel    string // source path shown in the golden: "charsets/x.eml", "corpus-bounces/y.eml"
+	golden string // path of the golden file
 }
 
-// TestGolden parses the golden subset of the corpus and compares the normalized JSON of each
-// Message with testdata/golden/<name>.json. Regenerate with `go test ./mime -run Golden -update`
-// and review the diff.
+// goldenCases maps every message of the corpus and of corpus-bounces to its golden file.
+func goldenCases(t *testing.T) []goldenCase {
+	t.Helper()
+	dir := filepath.Clean(corpusDir(t))
+	bounces := filepath.Join(filepath.Dir(dir), bouncesFolder)
+	var cases []goldenCase
+	for _, f := range corpusFiles(t, true) {
+		c := goldenCase{src: f}
+		if r, err := filepath.Rel(dir, f); err == nil && !strings.HasPrefix(r, "..") {
+			c.rel = filepath.ToSlash(r)
+			if strings.HasPrefix(c.rel, bouncesFolder+"/") {
+				t.Fatalf("corpus category %q collides with the corpus-bounces golden folder", bouncesFolder)
+			}
+		} else if r, err := filepath.Rel(bounces, f); err == nil && !strings.HasPrefix(r, "..") {
+			c.rel = bouncesFolder + "/" + filepath.ToSlash(r)
+		} else {
+			t.Fatalf("corpus file %s is in neither %s nor %s", f, dir, bounces)
+		}
+		c.golden = filepath.Join(goldenDir, filepath.FromSlash(strings.TrimSuffix(c.rel, ".eml")+".json"))
+		cases = append(cases, c)
+	}
+	return cases
+}
+
+// TestGolden parses every message of the shared corpus (and of corpus-bounces) and compares the
+// normalized JSON of the result with its golden file. It fails on any difference, on a message
+// without a golden file and on a golden file without a message. Regenerate with
+// `go test ./mime -run Golden -update` and review the diff (`git diff --stat testdata`).
 func TestGolden(t *testing.T) {
-	dir := corpusDir(t)
+	checkGoldenCoversMessage(t)
+	cases := goldenCases(t)
 	p, err := mime.NewParser()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, rel := range goldenFiles {
-		name := strings.TrimSuffix(filepath.Base(rel), ".eml")
-		t.Run(name, func(t *testing.T) {
-			raw, err := os.ReadFile(filepath.Join(dir, rel))
+	want := map[string]bool{}
+	for _, c := range cases {
+		want[c.golden] = true
+	}
+	t.Run("orphans", func(t *testing.T) {
+		err := filepath.WalkDir(goldenDir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) && path == goldenDir {
+					return nil
+				}
+				return err
+			}
+			if d.IsDir() || want[path] {
+				return nil
+			}
+			if *update {
+				return os.Remove(path)
+			}
+			t.Errorf("golden file %s has no corpus file (run with -update to delete it)", path)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	for _, c := range cases {
+		t.Run(strings.TrimSuffix(c.rel, ".eml"), func(t *testing.T) {
+			t.Parallel()
+			raw, err := os.ReadFile(c.src)
 			if err != nil {
 				t.Fatal(err)
 			}
-			m, err := p.Parse(raw)
-			if err != nil {
-				t.Fatalf("Parse: %v", err)
-			}
-			got := normalizedJSON(t, m)
-			path := filepath.Join("testdata", "golden", name+".json")
+			m, perr := p.Parse(raw)
+			got := goldenJSON(t, c, m, perr)
 			if *update {
-				if err := os.WriteFile(path, got, 0o644); err != nil {
+				if old, err := os.ReadFile(c.golden); err == nil && bytes.Equal(old, got) {
+					return
+				}
+				if err := os.MkdirAll(filepath.Dir(c.golden), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(c.golden, got, 0o644); err != nil {
 					t.Fatal(err)
 				}
 				return
 			}
-			want, err := os.ReadFile(path)
+			wantJSON, err := os.ReadFile(c.golden)
 			if err != nil {
 				t.Fatalf("reading golden file (run with -update to create it): %v", err)
 			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("output differs from %s (run with -update and review the diff):\n%s", path, lineDiff(string(want), string(got)))
+			if !bytes.Equal(got, wantJSON) {
+				t.Errorf("output for %s differs from %s (run with -update and review the diff):\n%s", c.rel, c.golden, lineDiff(string(wantJSON), string(got)))
 			}
 		})
 	}
 }
 
-// bodyLimit is the length above which text and HTML are abbreviated in golden files.
-const bodyLimit = 3000
+// goldenMessage is the golden form of a mime.Message: every field, in an order made for review
+// (status and warnings first, the long header list last), with attachments as metadata (their
+// bytes are never serialized) and long strings abbreviated.
+type goldenMessage struct {
+	Source     string         `json:"source"`
+	Error      string         `json:"error,omitempty"`
+	Status     mime.Status    `json:"parse_status,omitempty"`
+	Warnings   []mime.Warning `json:"warnings"`
+	MessageID  string         `json:"message_id"`
+	InReplyTo  string         `json:"in_reply_to"`
+	References []string       `json:"references"`
+	From       *mime.Address  `json:"from"`
+	Sender     *mime.Address  `json:"sender"`
+	ReplyTo    []mime.Address `json:"reply_to"`
+	To         []mime.Address `json:"to"`
+	Cc         []mime.Address `json:"cc"`
+	Subject    string         `json:"subject"`
+	Date       *time.Time     `json:"date"`
+	DateRaw    string         `json:"date_raw"`
+	// Attachments marshal without their Content (json:"-").
+	Attachments []mime.Attachment `json:"attachments"`
+	Stats       mime.Stats        `json:"stats"`
+	Text        string            `json:"text"`
+	TextWhole   *wholeValue       `json:"text_whole,omitempty"`
+	HTML        string            `json:"html"`
+	HTMLWhole   *wholeValue       `json:"html_whole,omitempty"`
+	Headers     []mime.Header     `json:"headers"`
+}
 
-// normalizedJSON renders m deterministically for a golden file: indented, with long bodies
-// abbreviated to a head plus their length and digest (a change anywhere still shows).
-func normalizedJSON(t *testing.T, m *mime.Message) []byte {
+// wholeValue describes a value whose golden copy is only a prefix.
+type wholeValue struct {
+	Bytes  int    `json:"bytes"`
+	SHA256 string `json:"sha256"`
+}
+
+// goldenFields are the JSON fields of mime.Message that goldenMessage carries.
+var goldenFields = []string{
+	"message_id", "in_reply_to", "references", "from", "sender", "reply_to", "to", "cc",
+	"subject", "date", "date_raw", "text", "html", "attachments", "headers", "parse_status",
+	"warnings", "stats",
+}
+
+// checkGoldenCoversMessage fails when mime.Message gains (or loses) a JSON field, so that a new
+// output field is added to goldenMessage rather than silently left out of every golden file.
+func checkGoldenCoversMessage(t *testing.T) {
 	t.Helper()
-	c := *m
-	c.Text = abbreviate(c.Text)
-	c.HTML = abbreviate(c.HTML)
-	b, err := json.MarshalIndent(&c, "", "  ")
+	b, err := json.Marshal(&mime.Message{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return append(b, '\n')
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for k := range fields {
+		got = append(got, k)
+	}
+	want := slices.Clone(goldenFields)
+	sort.Strings(got)
+	sort.Strings(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("mime.Message JSON fields %v, golden files carry %v: update goldenMessage", got, want)
+	}
 }
 
-func abbreviate(s string) string {
-	if len(s) <= bodyLimit {
-		return s
+// goldenJSON renders the result of parsing one corpus file deterministically: indented, HTML
+// characters unescaped, long values abbreviated.
+func goldenJSON(t *testing.T, c goldenCase, m *mime.Message, perr error) []byte {
+	t.Helper()
+	g := goldenMessage{Source: c.rel}
+	if perr != nil {
+		g.Error = perr.Error()
+	} else {
+		g.Status, g.Warnings = m.Status, m.Warnings
+		g.MessageID, g.InReplyTo, g.References = m.MessageID, m.InReplyTo, m.References
+		g.From, g.Sender, g.ReplyTo, g.To, g.Cc = m.From, m.Sender, m.ReplyTo, m.To, m.Cc
+		g.Subject, g.Date, g.DateRaw = m.Subject, m.Date, m.DateRaw
+		g.Attachments, g.Stats = m.Attachments, m.Stats
+		g.Text, g.TextWhole = abbreviate(m.Text)
+		g.HTML, g.HTMLWhole = abbreviate(m.HTML)
+		for _, h := range m.Headers {
+			if v, whole := abbreviate(h.Value); whole != nil {
+				h.Value = fmt.Sprintf("%s…[abbreviated: %d bytes, sha256 %s]", v, whole.Bytes, whole.SHA256)
+			}
+			g.Headers = append(g.Headers, h)
+		}
 	}
-	head := s[:bodyLimit]
-	for !utf8.ValidString(head) {
-		head = head[:len(head)-1]
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(&g); err != nil {
+		t.Fatal(err)
 	}
+	return buf.Bytes()
+}
+
+// abbreviate returns s unchanged when it is at most longLimit bytes, and otherwise its first
+// prefixLen bytes (cut at a rune boundary) with the length and sha256 of all of s.
+func abbreviate(s string) (string, *wholeValue) {
+	if len(s) <= longLimit {
+		return s, nil
+	}
+	n := prefixLen
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	head := s[:n]
 	sum := sha256.Sum256([]byte(s))
-	return fmt.Sprintf("%s…[%d bytes, sha256 %s]", head, len(s), hex.EncodeToString(sum[:8]))
+	return head, &wholeValue{Bytes: len(s), SHA256: hex.EncodeToString(sum[:])}
 }
 
 // lineDiff shows the first lines that differ, enough to see what changed.
