@@ -100,6 +100,10 @@ type Result struct {
 	// ReceivedResults are the trusted Authentication-Results values, in
 	// header order.
 	ReceivedResults []string
+	// DKIMUnverified counts the DKIM signatures past the cap
+	// (Config.MaxDKIMSignatures) that were not verified and read permerror;
+	// the parser turns a non-zero count into a warning and a partial record.
+	DKIMUnverified int
 }
 
 // Authentication converts r to the parsed-event form.
@@ -165,6 +169,7 @@ func (v *Verifier) Verify(ctx context.Context, in Input) Result {
 	if fromDomain == "" {
 		fromDomain = headerFromDomain(hdr)
 	}
+	res.DKIMUnverified = max(0, len(res.DKIM)-v.maxDKIM)
 	res.DMARC, res.DMARCPolicy = v.checkDMARC(ctx, fromDomain, spfDomain(in), res.SPF, res.DKIM)
 	return res
 }

@@ -1,6 +1,7 @@
 package parse_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/mailpipe/mailpipe/pkg/mailauth"
@@ -60,4 +61,38 @@ func TestHandleAuthentication(t *testing.T) {
 			t.Fatalf("authentication = %+v; want empty", a)
 		}
 	})
+}
+
+// Signatures beyond the verifier's cap are not verified: the record says so with a severe
+// warning and a partial status, and still lists every signature.
+func TestHandleDKIMSignatureCap(t *testing.T) {
+	codec := newCodec(t)
+	sig := "DKIM-Signature: v=1; a=rsa-sha256; d=example.com; s=s%d; h=from; bh=AAAA; b=AAAA\r\n"
+	var hdr string
+	for i := range 3 {
+		hdr += fmt.Sprintf(sig, i)
+	}
+	for _, tt := range []struct {
+		max         int
+		wantWarning bool
+	}{{max: 1, wantWarning: true}, {max: 3, wantWarning: false}} {
+		t.Run(fmt.Sprintf("cap %d", tt.max), func(t *testing.T) {
+			v, err := mailauth.New(mailauth.Config{Resolver: &mailauthtest.Resolver{}, MaxDKIMSignatures: tt.max})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := parse.New(codec, nil, discard(), parse.WithAuth(v))
+			got := decodeParsed(t, codec, must(p.Handle(t.Context(), record(t, codec, rawEvent(hdr+message)))))
+			if n := len(got.Authentication.DKIM); n != 3 {
+				t.Fatalf("%d DKIM results; want 3", n)
+			}
+			has := false
+			for _, w := range got.Warnings {
+				has = has || (w.Name == parse.WarnLimitDKIM && w.Severe)
+			}
+			if has != tt.wantWarning || (got.ParseStatus == "partial") != tt.wantWarning {
+				t.Fatalf("warning %s present = %v, status %q; want warning %v", parse.WarnLimitDKIM, has, got.ParseStatus, tt.wantWarning)
+			}
+		})
+	}
 }

@@ -16,6 +16,9 @@ const (
 	WarnBodyTruncated   = "body_truncated"
 	WarnHeaderTruncated = "header_truncated"
 	WarnRawDigest       = "raw_digest_mismatch"
+	// WarnLimitDKIM: more DKIM-Signature fields than the verifier's cap; the rest were not
+	// verified (severe: the authentication section is incomplete).
+	WarnLimitDKIM = "limit_dkim_signatures"
 )
 
 // build maps the parsed message onto the mail.parsed.v1 record.

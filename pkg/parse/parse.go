@@ -301,7 +301,19 @@ func (p *Parser) authenticate(ctx context.Context, in *events.Raw, out *events.P
 	if out.From != nil {
 		fromDomain = out.From.DomainASCII
 	}
-	return p.opts.auth.Verify(ctx, mailauth.Input{
+	res := p.opts.auth.Verify(ctx, mailauth.Input{
 		Raw: raw, ClientIP: ip, MailFrom: in.Envelope.MailFrom, Helo: in.Envelope.Helo, FromDomain: fromDomain,
-	}).Authentication()
+	})
+	if res.DKIMUnverified > 0 {
+		// A MIME-bomb limit like the others: the record is incomplete, so it says partial.
+		out.Warnings = append(out.Warnings, events.Warning{
+			Name:   WarnLimitDKIM,
+			Severe: true,
+			Detail: fmt.Sprintf("%d of %d DKIM signatures not verified (limit %d per message); they read permerror", res.DKIMUnverified, len(res.DKIM), len(res.DKIM)-res.DKIMUnverified),
+		})
+		if out.ParseStatus == string(mime.StatusOK) {
+			out.ParseStatus = string(mime.StatusPartial)
+		}
+	}
+	return res.Authentication()
 }
