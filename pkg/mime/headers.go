@@ -196,3 +196,22 @@ func (fs fieldSet) all(name string) []string {
 	}
 	return out
 }
+
+// dropHeaderFields returns a copy of b without the header lines from offset from up to the
+// blank line that ends the header block (body is the offset just after it, as scanHeaders
+// returns), so that enmime reads the same fields the limits kept.
+func dropHeaderFields(b []byte, from, body int) []byte {
+	end := body
+	if body < len(b) || (body > 0 && b[body-1] == '\n') {
+		// body follows the blank line: keep that line, it separates header and body.
+		end = body - 1
+		if end > 0 && b[end-1] == '\r' {
+			end--
+		}
+	}
+	if from >= end {
+		return b
+	}
+	out := make([]byte, 0, len(b)-(end-from))
+	return append(append(out, b[:from]...), b[end:]...)
+}

@@ -14,14 +14,24 @@ import (
 type Limits struct {
 	// MaxParts is the most MIME entities read, the root and multipart containers included.
 	// Default 1000; must be at least 1.
-	MaxParts int
+	MaxParts int `env:"MAX_PARTS" usage:"most MIME parts read per message"`
 	// MaxDepth is the deepest multipart nesting read; the root is level 0. The content of a
 	// container whose children would be deeper is dropped (the container is listed as an empty
 	// attachment of its type). Default 32; must be at least 1.
-	MaxDepth int
+	MaxDepth int `env:"MAX_DEPTH" usage:"deepest multipart nesting read"`
 	// MaxDecodedSize is the most decoded content, in bytes, summed over all leaf parts.
 	// Default 64 MiB; must be at least 1.
-	MaxDecodedSize int64
+	MaxDecodedSize int64 `env:"MAX_DECODED_SIZE" usage:"most decoded MIME content per message, bytes"`
+	// MaxHeaderFields is the most fields read from one header block (the message's or a
+	// part's); the fields after it are dropped. Default 1000; must be at least 1.
+	MaxHeaderFields int `env:"MAX_HEADER_FIELDS" usage:"most header fields read per header block"`
+	// MaxHeaderBytes is the largest header block read (the message's or a part's), in bytes;
+	// the fields that end past it are dropped. Default 1 MiB; must be at least 1.
+	MaxHeaderBytes int `env:"MAX_HEADER_BYTES" usage:"largest header block read, bytes"`
+	// MaxNestedDepth is how deep message/rfc822 parts are described as nested messages (a
+	// forwarded message inside a forwarded message is level 2). Deeper ones stay plain
+	// attachments. Default 3; must be at least 1.
+	MaxNestedDepth int `env:"MAX_NESTED_DEPTH" usage:"how deep attached messages are described as nested messages"`
 }
 
 // Default limits.
@@ -29,11 +39,17 @@ const (
 	DefaultMaxParts       = 1000
 	DefaultMaxDepth       = 32
 	DefaultMaxDecodedSize = 64 << 20
+	DefaultMaxHeaderFields = 1000
+	DefaultMaxHeaderBytes  = 1 << 20
+	DefaultMaxNestedDepth  = 3
 )
 
 // DefaultLimits returns the default limits.
 func DefaultLimits() Limits {
-	return Limits{MaxParts: DefaultMaxParts, MaxDepth: DefaultMaxDepth, MaxDecodedSize: DefaultMaxDecodedSize}
+	return Limits{
+		MaxParts: DefaultMaxParts, MaxDepth: DefaultMaxDepth, MaxDecodedSize: DefaultMaxDecodedSize,
+		MaxHeaderFields: DefaultMaxHeaderFields, MaxHeaderBytes: DefaultMaxHeaderBytes, MaxNestedDepth: DefaultMaxNestedDepth,
+	}
 }
 
 // Validate reports limits that cannot work, one sentence each.
@@ -48,7 +64,87 @@ func (l Limits) Validate() error {
 	if l.MaxDecodedSize < 1 {
 		errs = append(errs, fmt.Errorf("max decoded size must be at least 1 byte, got %d", l.MaxDecodedSize))
 	}
+	if l.MaxHeaderFields < 1 {
+		errs = append(errs, fmt.Errorf("max header fields must be at least 1, got %d", l.MaxHeaderFields))
+	}
+	if l.MaxHeaderBytes < 1 {
+		errs = append(errs, fmt.Errorf("max header bytes must be at least 1, got %d", l.MaxHeaderBytes))
+	}
+	if l.MaxNestedDepth < 1 {
+		errs = append(errs, fmt.Errorf("max nested depth must be at least 1, got %d", l.MaxNestedDepth))
+	}
 	return errors.Join(errs...)
+}
+
+// withDefaults returns l with its zero fields set to the defaults.
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits()
+	if l.MaxParts == 0 {
+		l.MaxParts = d.MaxParts
+	}
+	if l.MaxDepth == 0 {
+		l.MaxDepth = d.MaxDepth
+	}
+	if l.MaxDecodedSize == 0 {
+		l.MaxDecodedSize = d.MaxDecodedSize
+	}
+	if l.MaxHeaderFields == 0 {
+		l.MaxHeaderFields = d.MaxHeaderFields
+	}
+	if l.MaxHeaderBytes == 0 {
+		l.MaxHeaderBytes = d.MaxHeaderBytes
+	}
+	if l.MaxNestedDepth == 0 {
+		l.MaxNestedDepth = d.MaxNestedDepth
+	}
+	return l
+}
+
+// cutHeaders applies the header limits to the fields of a header block that ends at offset
+// body: at most MaxHeaderFields are kept, and only those that end within MaxHeaderBytes. The
+// first field is always kept (cut to MaxHeaderBytes) so that a message with one giant header
+// is still read. It returns the fields kept, the offset where the dropped ones start (body when
+// none are), and a warning when something was dropped.
+func (l Limits) cutHeaders(fields []field, body int) ([]field, int, *Warning) {
+	if len(fields) <= l.MaxHeaderFields && body <= l.MaxHeaderBytes {
+		return fields, body, nil
+	}
+	if len(fields) > l.MaxHeaderFields {
+		return fields[:l.MaxHeaderFields], fields[l.MaxHeaderFields].off, &Warning{
+			Name: WarnLimitHeaderFields, Severe: true,
+			Detail: fmt.Sprintf("header block has %d fields, more than %d; the rest were dropped", len(fields), l.MaxHeaderFields),
+		}
+	}
+	keep := 0
+	for keep < len(fields) {
+		end := body
+		if keep+1 < len(fields) {
+			end = fields[keep+1].off
+		}
+		if end > l.MaxHeaderBytes {
+			break
+		}
+		keep++
+	}
+	w := &Warning{
+		Name: WarnLimitHeaderBytes, Severe: true,
+		Detail: fmt.Sprintf("header block of %d bytes is larger than %d; the fields past the limit were dropped", body, l.MaxHeaderBytes),
+	}
+	if keep == 0 {
+		first := fields[0]
+		if len(first.raw) > l.MaxHeaderBytes {
+			first.raw = first.raw[:l.MaxHeaderBytes]
+		}
+		end := body
+		if len(fields) > 1 {
+			end = fields[1].off
+		}
+		return []field{first}, end, w
+	}
+	if keep == len(fields) {
+		return fields, body, w // only the blank line crossed the limit
+	}
+	return fields[:keep], fields[keep].off, w
 }
 
 // depthMarker replaces the name "Content-Type" (same length, so offsets stay valid) of a
@@ -126,6 +222,15 @@ func (s *prescan) entity(start, end, depth, delim int) bool {
 	}
 	fields, bodyRel, _ := scanHeaders(s.b[start:end])
 	body := start + bodyRel
+	if depth > 0 && (len(fields) > s.lim.MaxHeaderFields || bodyRel > s.lim.MaxHeaderBytes) {
+		// A part's header block is read whole by enmime, so a too-large one ends the reading
+		// here, as one part too many does. (The message's own block is cut by Parse instead.)
+		s.cut = delim
+		_, _, w := s.lim.cutHeaders(fields, bodyRel)
+		w.Detail = "MIME part " + w.Detail + "; the message was read up to that part"
+		s.warnings = append(s.warnings, *w)
+		return false
+	}
 	fs := fieldSet(fields)
 	ct, _ := fs.first("Content-Type")
 	mtype, params, _, err := parseMediaType(ct)

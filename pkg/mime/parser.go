@@ -38,15 +38,7 @@ func (f optionFunc) apply(c *config) { f(c) }
 // defaults.
 func WithLimits(l Limits) Option {
 	return optionFunc(func(c *config) {
-		if l.MaxParts != 0 {
-			c.limits.MaxParts = l.MaxParts
-		}
-		if l.MaxDepth != 0 {
-			c.limits.MaxDepth = l.MaxDepth
-		}
-		if l.MaxDecodedSize != 0 {
-			c.limits.MaxDecodedSize = l.MaxDecodedSize
-		}
+		c.limits = l.withDefaults()
 	})
 }
 
@@ -112,9 +104,14 @@ func (p *Parser) Parse(raw []byte) (*Message, error) {
 	w := &warnings{max: p.cfg.maxWarnings}
 	b, pre := preprocess(raw)
 	w.add(pre...)
-	fields, _, hw := scanHeaders(b)
+	fields, body, hw := scanHeaders(b)
 	if len(fields) == 0 {
 		return nil, ErrNoHeaders
+	}
+	if kept, from, lw := p.cfg.limits.cutHeaders(fields, body); lw != nil {
+		fields = kept
+		w.add(*lw)
+		b = dropHeaderFields(b, from, body)
 	}
 	m := &Message{}
 	p.readHeaders(m, fieldSet(fields), w)

@@ -46,6 +46,8 @@ const (
 	WarnLimitParts       = "limit_parts"
 	WarnLimitDepth       = "limit_depth"
 	WarnLimitDecodedSize = "limit_decoded_size"
+	WarnLimitHeaderFields = "limit_header_fields"
+	WarnLimitHeaderBytes  = "limit_header_bytes"
 
 	// WarnTruncated replaces the warnings beyond the configured maximum.
 	WarnTruncated = "warnings_truncated"
