@@ -36,9 +36,9 @@ type Limits struct {
 
 // Default limits.
 const (
-	DefaultMaxParts       = 1000
-	DefaultMaxDepth       = 32
-	DefaultMaxDecodedSize = 64 << 20
+	DefaultMaxParts        = 1000
+	DefaultMaxDepth        = 32
+	DefaultMaxDecodedSize  = 64 << 20
 	DefaultMaxHeaderFields = 1000
 	DefaultMaxHeaderBytes  = 1 << 20
 	DefaultMaxNestedDepth  = 3

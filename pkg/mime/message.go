@@ -110,6 +110,10 @@ type Attachment struct {
 	// charset are converted to UTF-8 by enmime; parts without one are kept as sent. The slice
 	// belongs to the Message; it is not copied.
 	Content []byte `json:"-"`
+	// Message describes the message this part carries, for message/rfc822, message/global and
+	// text/rfc822-headers parts (see [NestedType]) within Limits.MaxNestedDepth; nil otherwise.
+	// Its attachments have no Content: their bytes are inside this part's Content.
+	Message *Message `json:"message,omitempty"`
 }
 
 // Header is one top-level header field.

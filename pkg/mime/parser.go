@@ -100,7 +100,11 @@ func (p *Parser) Limits() Limits { return p.cfg.limits }
 // Parse parses one raw RFC 5322 message. It returns an error ([ErrNoHeaders]) only when not
 // even a header field can be read; every other problem is reported in Message.Warnings and
 // Message.Status. The returned Message does not share memory with raw.
-func (p *Parser) Parse(raw []byte) (*Message, error) {
+func (p *Parser) Parse(raw []byte) (*Message, error) { return p.parse(raw, 0) }
+
+// parse parses a message at nesting level (0 for the message itself, 1 for a message attached
+// to it, ...).
+func (p *Parser) parse(raw []byte, level int) (*Message, error) {
 	w := &warnings{max: p.cfg.maxWarnings}
 	b, pre := preprocess(raw)
 	w.add(pre...)
@@ -142,6 +146,7 @@ func (p *Parser) Parse(raw []byte) (*Message, error) {
 			w.add(Warning{Name: WarnMIMEUnreadable, Severe: true, Detail: "reading MIME body: " + safeDetail(err)})
 		}
 	}
+	p.describeNested(m, level, w)
 	m.Warnings = w.result()
 	switch {
 	case failed:

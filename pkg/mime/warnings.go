@@ -43,11 +43,15 @@ const (
 	WarnInvalidUTF8     = "invalid_utf8"
 
 	// Limits (always severe: content was dropped).
-	WarnLimitParts       = "limit_parts"
-	WarnLimitDepth       = "limit_depth"
-	WarnLimitDecodedSize = "limit_decoded_size"
+	WarnLimitParts        = "limit_parts"
+	WarnLimitDepth        = "limit_depth"
+	WarnLimitDecodedSize  = "limit_decoded_size"
 	WarnLimitHeaderFields = "limit_header_fields"
 	WarnLimitHeaderBytes  = "limit_header_bytes"
+
+	// Nested messages (message/rfc822 parts). Not severe: the part itself is kept.
+	WarnNestedTooDeep    = "nested_too_deep"
+	WarnNestedUnreadable = "nested_unreadable"
 
 	// WarnTruncated replaces the warnings beyond the configured maximum.
 	WarnTruncated = "warnings_truncated"
