@@ -54,3 +54,58 @@ func walk(t *testing.T, path string, node any) {
 		}
 	}
 }
+
+// The schemas are self-contained (ADR 0001), so mail.classified.v1 and mail.enriched.v1 carry
+// their own copy of the Parsed record; each copy must equal mail.parsed.v1 exactly, or a field
+// added to the parser's output would silently not reach later topics.
+func TestParsedCopiesMatch(t *testing.T) {
+	load := func(topic string) any {
+		src, err := schemas.Source(topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v any
+		if err := json.Unmarshal([]byte(src), &v); err != nil {
+			t.Fatalf("%s: %v", topic, err)
+		}
+		return v
+	}
+	want, err := json.Marshal(load("mail.parsed.v1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, topic := range []string{"mail.classified.v1", "mail.enriched.v1"} {
+		got := findRecord(load(topic), "Parsed")
+		if got == nil {
+			t.Fatalf("%s has no Parsed record", topic)
+		}
+		b, err := json.Marshal(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(b) != string(want) {
+			t.Errorf("%s: its Parsed record differs from mail.parsed.v1.avsc; copy it over", topic)
+		}
+	}
+}
+
+func findRecord(node any, name string) any {
+	switch n := node.(type) {
+	case map[string]any:
+		if n["type"] == "record" && n["name"] == name {
+			return n
+		}
+		for _, v := range n {
+			if r := findRecord(v, name); r != nil {
+				return r
+			}
+		}
+	case []any:
+		for _, v := range n {
+			if r := findRecord(v, name); r != nil {
+				return r
+			}
+		}
+	}
+	return nil
+}

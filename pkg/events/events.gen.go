@@ -67,6 +67,50 @@ type Address struct {
 	DomainASCII string `avro:"domain_ascii" json:"domain_ascii"`
 }
 
+// One header field as received.
+type Header struct {
+	// Header field name as written.
+	Name string `avro:"name" json:"name"`
+	// Decoded header value (RFC 2047 decoded, unfolded).
+	Value string `avro:"value" json:"value"`
+}
+
+// An attachment of a nested message, described but not stored on its own (the enclosing part's blob holds it).
+type NestedAttachment struct {
+	// File name decoded from RFC 2231 / RFC 2047 parameters; empty if none was given.
+	Filename string `avro:"filename" json:"filename"`
+	// Declared media type, lower case, without parameters.
+	ContentType string `avro:"content_type" json:"content_type"`
+	// Decoded size in bytes.
+	Size int64 `avro:"size" json:"size"`
+	// Hex SHA-256 of the decoded bytes.
+	Sha256 string `avro:"sha256" json:"sha256"`
+}
+
+// A message carried inside another: a message/rfc822 or message/global part (forwarded mail, the returned message of a bounce), or the header block of a text/rfc822-headers part. Described from its own headers and body; its bytes are the enclosing attachment's blob.
+type NestedMessage struct {
+	// Normalized Message-ID of the nested message; empty if none.
+	MessageID string `avro:"message_id" json:"message_id"`
+	// Decoded subject of the nested message.
+	Subject string `avro:"subject" json:"subject"`
+	// First From mailbox of the nested message; null if none could be read.
+	From *Address `avro:"from" json:"from"`
+	// To mailboxes of the nested message.
+	To []Address `avro:"to" json:"to"`
+	// Cc mailboxes of the nested message.
+	Cc []Address `avro:"cc" json:"cc"`
+	// Date of the nested message in UTC; null if missing or unparseable.
+	Date *time.Time `avro:"date" json:"date"`
+	// Header fields of the nested message in received order (RFC 2047 decoded, unfolded).
+	Headers []Header `avro:"headers" json:"headers"`
+	// Plain-text body of the nested message in UTF-8 (rendered from HTML when it has only HTML), cut to the parser's body size limit.
+	Text string `avro:"text" json:"text"`
+	// Attachments of the nested message, described only.
+	Attachments []NestedAttachment `avro:"attachments" json:"attachments"`
+	// ok, partial or failed, for the nested message alone.
+	ParseStatus string `avro:"parse_status" json:"parse_status"`
+}
+
 // An attachment or inline part. The bytes live in the blob store, never on Kafka.
 type Attachment struct {
 	// File name decoded from RFC 2231 / RFC 2047 parameters; empty if none was given.
@@ -85,6 +129,10 @@ type Attachment struct {
 	ContentID string `avro:"content_id" json:"content_id"`
 	// True for parts shown inline (Content-Disposition inline or referenced by cid:).
 	Inline bool `avro:"inline" json:"inline"`
+	// The nested message, for message/rfc822, message/global and text/rfc822-headers parts read within the parser's nesting limit; null for other parts.
+	Message *NestedMessage `avro:"message" json:"message"`
+	// The part's content as UTF-8 text, for the machine-readable report parts (message/delivery-status, message/global-delivery-status, message/feedback-report, message/disposition-notification), cut to 64 KiB; null for other parts. Lets subscribers read bounce and complaint details without fetching the blob.
+	Text *string `avro:"text" json:"text"`
 }
 
 // Verification result of one DKIM signature.
@@ -109,14 +157,6 @@ type Authentication struct {
 	DMARCPolicy string `avro:"dmarc_policy" json:"dmarc_policy"`
 	// Authentication-Results header values preserved from trusted hops.
 	ReceivedResults []string `avro:"received_results" json:"received_results"`
-}
-
-// One top-level header field as received.
-type Header struct {
-	// Header field name as written.
-	Name string `avro:"name" json:"name"`
-	// Decoded header value (RFC 2047 decoded, unfolded).
-	Value string `avro:"value" json:"value"`
 }
 
 // A problem the parser met and worked around.
