@@ -14,24 +14,24 @@ import (
 type Limits struct {
 	// MaxParts is the most MIME entities read, the root and multipart containers included.
 	// Default 1000; must be at least 1.
-	MaxParts int `env:"MAX_PARTS" usage:"most MIME parts read per message"`
+	MaxParts int `env:"MAX_PARTS" default:"1000" usage:"most MIME parts read per message"`
 	// MaxDepth is the deepest multipart nesting read; the root is level 0. The content of a
 	// container whose children would be deeper is dropped (the container is listed as an empty
 	// attachment of its type). Default 32; must be at least 1.
-	MaxDepth int `env:"MAX_DEPTH" usage:"deepest multipart nesting read"`
+	MaxDepth int `env:"MAX_DEPTH" default:"32" usage:"deepest multipart nesting read"`
 	// MaxDecodedSize is the most decoded content, in bytes, summed over all leaf parts.
 	// Default 64 MiB; must be at least 1.
-	MaxDecodedSize int64 `env:"MAX_DECODED_SIZE" usage:"most decoded MIME content per message, bytes"`
+	MaxDecodedSize int64 `env:"MAX_DECODED_SIZE" default:"67108864" usage:"most decoded MIME content per message, bytes"`
 	// MaxHeaderFields is the most fields read from one header block (the message's or a
 	// part's); the fields after it are dropped. Default 1000; must be at least 1.
-	MaxHeaderFields int `env:"MAX_HEADER_FIELDS" usage:"most header fields read per header block"`
+	MaxHeaderFields int `env:"MAX_HEADER_FIELDS" default:"1000" usage:"most header fields read per header block"`
 	// MaxHeaderBytes is the largest header block read (the message's or a part's), in bytes;
 	// the fields that end past it are dropped. Default 1 MiB; must be at least 1.
-	MaxHeaderBytes int `env:"MAX_HEADER_BYTES" usage:"largest header block read, bytes"`
+	MaxHeaderBytes int `env:"MAX_HEADER_BYTES" default:"1048576" usage:"largest header block read, bytes"`
 	// MaxNestedDepth is how deep message/rfc822 parts are described as nested messages (a
 	// forwarded message inside a forwarded message is level 2). Deeper ones stay plain
 	// attachments. Default 3; must be at least 1.
-	MaxNestedDepth int `env:"MAX_NESTED_DEPTH" usage:"how deep attached messages are described as nested messages"`
+	MaxNestedDepth int `env:"MAX_NESTED_DEPTH" default:"3" usage:"how deep attached messages are described as nested messages"`
 }
 
 // Default limits.

@@ -2,6 +2,7 @@ package parse
 
 import (
 	"fmt"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/mailpipe/mailpipe/pkg/events"
@@ -100,6 +101,7 @@ func (p *Parser) build(in *events.Raw, key, raw []byte, m *mime.Message, refs ma
 		}
 		out.Headers = append(out.Headers, events.Header{Name: h.Name, Value: v})
 	}
+	left := budget{nestedText: maxNestedText, report: maxReportText}
 	for _, a := range m.Attachments {
 		att := events.Attachment{
 			Filename:    a.Filename,
@@ -113,9 +115,66 @@ func (p *Parser) build(in *events.Raw, key, raw []byte, m *mime.Message, refs ma
 		if ref, ok := refs[a.SHA256]; ok {
 			att.BlobRef = &ref
 		}
+		if a.Message != nil {
+			att.Message = p.nested(a.Message, &left)
+		}
+		if reportType(a.ContentType) {
+			text, _ := truncate(strings.ToValidUTF8(string(a.Content), "\uFFFD"), min(maxReportText, left.report))
+			left.report -= len(text)
+			att.Text = &text
+		}
 		out.Attachments = append(out.Attachments, att)
 	}
 	return out
+}
+
+// Bounds of what nested messages and report parts add to a record, summed over the message:
+// they ride along with the bodies, which already use most of the broker's record size limit.
+const (
+	maxNestedText  = 64 << 10
+	maxReportText  = 64 << 10
+	maxNestedField = 200 // header fields kept per nested message
+)
+
+// budget is what is left of those bounds while a record is built.
+type budget struct{ nestedText, report int }
+
+// reportType reports whether parts of media type ct are machine-readable reports whose text
+// goes on the record (Attachment.Text): delivery status (RFC 3464, RFC 6533), feedback
+// reports (RFC 5965) and disposition notifications (RFC 8098).
+func reportType(ct string) bool {
+	switch ct {
+	case "message/delivery-status", "message/global-delivery-status", "message/feedback-report",
+		"message/disposition-notification", "message/global-disposition-notification":
+		return true
+	}
+	return false
+}
+
+// nested maps a nested message onto the record, within the budget.
+func (p *Parser) nested(m *mime.Message, b *budget) *events.NestedMessage {
+	n := &events.NestedMessage{
+		MessageID:   m.MessageID,
+		Subject:     m.Subject,
+		From:        address(m.From),
+		To:          addresses(m.To),
+		Cc:          addresses(m.Cc),
+		Date:        m.Date,
+		ParseStatus: string(m.Status),
+	}
+	n.Text, _ = truncate(m.Text, min(p.opts.maxBodySize, b.nestedText))
+	b.nestedText -= len(n.Text)
+	for i, h := range m.Headers {
+		if i == maxNestedField {
+			break
+		}
+		v, _ := truncate(h.Value, p.opts.maxHeaderValue)
+		n.Headers = append(n.Headers, events.Header{Name: h.Name, Value: v})
+	}
+	for _, a := range m.Attachments {
+		n.Attachments = append(n.Attachments, events.NestedAttachment{Filename: a.Filename, ContentType: a.ContentType, Size: a.Size, Sha256: a.SHA256})
+	}
+	return n
 }
 
 func address(a *mime.Address) *events.Address {

@@ -546,3 +546,38 @@ func TestNewReplacesInvalidOptions(t *testing.T) {
 
 // Handle has the pinned stage.Handler shape.
 var _ stage.Handler = (*parse.Parser)(nil).Handle
+
+// A bounce carries its report as text and the returned message as a nested message, so the
+// classifier and subscribers need not fetch blobs to read them.
+func TestHandleReportAndNestedMessage(t *testing.T) {
+	codec := newCodec(t)
+	raw := "From: MAILER-DAEMON@mx.example.net\r\nTo: me@example.com\r\nSubject: Undelivered Mail\r\n" +
+		"Date: Tue, 3 Mar 2026 10:00:00 +0000\r\nMessage-ID: <bounce1@mx.example.net>\r\n" +
+		"Content-Type: multipart/report; report-type=delivery-status; boundary=r\r\n\r\n" +
+		"--r\r\nContent-Type: text/plain\r\n\r\nI could not deliver your mail.\r\n" +
+		"--r\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\n" +
+		"Final-Recipient: rfc822; gone@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n" +
+		"--r\r\nContent-Type: message/rfc822\r\n\r\nFrom: me@example.com\r\nTo: gone@example.org\r\n" +
+		"Subject: hello there\r\nMessage-ID: <orig1@example.com>\r\n\r\nthe original text\r\n--r--\r\n"
+	got := decodeParsed(t, codec, must(parse.New(codec, nil, discard()).Handle(t.Context(), record(t, codec, rawEvent(raw)))))
+	var report, nested *events.Attachment
+	for i, a := range got.Attachments {
+		switch a.ContentType {
+		case "message/delivery-status":
+			report = &got.Attachments[i]
+		case "message/rfc822":
+			nested = &got.Attachments[i]
+		}
+	}
+	if report == nil || report.Text == nil || !strings.Contains(*report.Text, "Status: 5.1.1") || report.Message != nil {
+		t.Fatalf("delivery-status attachment = %+v; want its text", report)
+	}
+	if nested == nil || nested.Message == nil || nested.Text != nil {
+		t.Fatalf("rfc822 attachment = %+v; want a nested message", nested)
+	}
+	n := nested.Message
+	if n.Subject != "hello there" || n.MessageID != "orig1@example.com" || n.From == nil || n.From.Address != "me@example.com" ||
+		len(n.To) != 1 || strings.TrimSpace(n.Text) != "the original text" || n.ParseStatus != "ok" {
+		t.Fatalf("nested message = %+v", n)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/mailpipe/mailpipe/pkg/enrich"
 	"github.com/mailpipe/mailpipe/pkg/kafka"
 	"github.com/mailpipe/mailpipe/pkg/mailauth"
+	"github.com/mailpipe/mailpipe/pkg/mime"
 	"github.com/mailpipe/mailpipe/pkg/parse"
 	"github.com/mailpipe/mailpipe/pkg/sink"
 	"github.com/mailpipe/mailpipe/pkg/stage"
@@ -38,6 +39,11 @@ type ParserConfig struct {
 	Auth bool `env:"PARSER_AUTH" usage:"verify SPF, DKIM and DMARC with the system DNS resolver"`
 	// TrustedAuthServIDs are the authserv-ids whose Authentication-Results headers are kept.
 	TrustedAuthServIDs []string `env:"PARSER_TRUSTED_AUTHSERV_IDS" usage:"authserv-ids whose Authentication-Results headers are preserved, comma-separated"`
+	// MaxDKIMSignatures caps the DKIM signatures verified per message (each costs a DNS query
+	// and a pass over the body); the rest read permerror and the record is partial.
+	MaxDKIMSignatures int `env:"PARSER_MAX_DKIM_SIGNATURES" default:"5" usage:"most DKIM signatures verified per message"`
+	// Limits are the MIME-bomb limits; unset ones keep mime.DefaultLimits.
+	Limits mime.Limits `env:"PARSER"`
 }
 
 // SinkConfig configures the crm-sink service. At least one connector must be configured.
@@ -53,14 +59,33 @@ type SinkConfig struct {
 func Parser(_ context.Context, cfg ParserConfig, d *Deps) ([]app.Actor, error) {
 	var opts []parse.Option
 	if cfg.Auth {
-		v, err := mailauth.New(mailauth.Config{Resolver: net.DefaultResolver, TrustedAuthServIDs: cfg.TrustedAuthServIDs, Logger: d.Log})
+		v, err := mailauth.New(mailauth.Config{
+			Resolver: net.DefaultResolver, TrustedAuthServIDs: cfg.TrustedAuthServIDs,
+			MaxDKIMSignatures: cfg.MaxDKIMSignatures, Logger: d.Log,
+		})
 		if err != nil {
 			return nil, app.ConfigError(fmt.Errorf("parser auth: %w", err))
 		}
 		opts = append(opts, parse.WithAuth(v))
 	}
+	lim := cfg.Limits
+	if err := mimeLimits(&lim); err != nil {
+		return nil, app.ConfigError(fmt.Errorf("parser limits: %w", err))
+	}
+	opts = append(opts, parse.WithLimits(lim))
 	p := parse.New(d.Codec, d.Blobs, d.Log, opts...)
 	return runStage(cfg.StageConfig, d, "parser", kafka.TopicRaw, p.Handle)
+}
+
+// mimeLimits fills the unset limits with their defaults and checks the result, so that a bad
+// setting stops the service at start with a message rather than being replaced at run time.
+func mimeLimits(l *mime.Limits) error {
+	p, err := mime.NewParser(mime.WithLimits(*l))
+	if err != nil {
+		return err
+	}
+	*l = p.Limits()
+	return nil
 }
 
 // Classifier builds the classifier service: mail.parsed.v1 → mail.classified.v1.
