@@ -192,17 +192,9 @@ func (p *Parser) Handle(ctx context.Context, rec *kgo.Record) ([]*kgo.Record, er
 	if err != nil {
 		return nil, err
 	}
-	m, err := p.mime.Parse(raw)
-	if err != nil {
-		return nil, failure.Wrap(failure.Parse, fmt.Errorf("parsing message %s: %w", in.ID, err))
-	}
-	refs, err := p.storeAttachments(ctx, in.ID, m.Attachments)
+	out, err := p.Parse(ctx, &in, rec.Key, raw)
 	if err != nil {
 		return nil, err
-	}
-	out := p.build(&in, rec.Key, raw, m, refs)
-	if p.opts.auth != nil {
-		out.Authentication = p.authenticate(ctx, &in, out, raw)
 	}
 	v, err := p.codec.Encode(kafka.TopicParsed, out)
 	if err != nil {
@@ -221,6 +213,29 @@ func (p *Parser) Handle(ctx context.Context, rec *kgo.Record) ([]*kgo.Record, er
 		Value:   v,
 		Headers: slices.Clone(rec.Headers),
 	}}, nil
+}
+
+// Parse is the transformation at the heart of [Parser.Handle] (steps 3 and 4 of the package
+// doc), without Kafka: it parses raw, the message of the mail.raw.v1 record in (whose own Raw and
+// RawBlobRef fields are not read), stores the attachments when the parser has a blob store, and
+// returns the mail.parsed.v1 record, authenticated when [WithAuth] is set. key is the record key,
+// the thread key when in carries none. Handle, `mailpipe parse` and the parser benchmark all go
+// through it. Errors: failure.Parse when raw has no readable header block; blob store I/O errors
+// unclassified (retryable).
+func (p *Parser) Parse(ctx context.Context, in *events.Raw, key, raw []byte) (*events.Parsed, error) {
+	m, err := p.mime.Parse(raw)
+	if err != nil {
+		return nil, failure.Wrap(failure.Parse, fmt.Errorf("parsing message %s: %w", in.ID, err))
+	}
+	refs, err := p.storeAttachments(ctx, in.ID, m.Attachments)
+	if err != nil {
+		return nil, err
+	}
+	out := p.build(in, key, raw, m, refs)
+	if p.opts.auth != nil {
+		out.Authentication = p.authenticate(ctx, in, out, raw)
+	}
+	return out, nil
 }
 
 // rawBytes returns the raw message of in, inline or from the blob store.
