@@ -76,6 +76,7 @@ type optionFunc func(*options)
 func (f optionFunc) apply(o *options) { f(o) }
 
 type options struct {
+	rawBlobs       BlobGetter
 	auth           *mailauth.Verifier
 	now            func() time.Time
 	limits         mime.Limits
@@ -98,6 +99,11 @@ func defaultOptions() options {
 // authentication section. Without it the section is left empty ("not checked"). v's resolver
 // does DNS lookups on the record's path, bounded by the stage's per-attempt timeout.
 func WithAuth(v *mailauth.Verifier) Option { return optionFunc(func(o *options) { o.auth = v }) }
+
+// WithRawBlobs reads the raw messages that ingress put in a blob store (events.Raw.RawBlobRef)
+// from g instead of from the attachment store given to [New], for deployments (and `mailpipe
+// parse`) that keep the two apart.
+func WithRawBlobs(g BlobGetter) Option { return optionFunc(func(o *options) { o.rawBlobs = g }) }
 
 // WithClock sets the clock parsed_at is taken from (default time.Now), for tests.
 func WithClock(now func() time.Time) Option { return optionFunc(func(o *options) { o.now = now }) }
@@ -170,6 +176,9 @@ func New(codec *serde.Codec, blobs BlobStore, log *slog.Logger, opts ...Option) 
 	p := &Parser{codec: codec, blobs: blobs, mime: mp, policy: bluemonday.UGCPolicy(), opts: o, log: log}
 	if g, ok := blobs.(BlobGetter); ok && blobs != nil {
 		p.getter = g
+	}
+	if o.rawBlobs != nil {
+		p.getter = o.rawBlobs
 	}
 	return p
 }
@@ -245,7 +254,7 @@ func (p *Parser) rawBytes(ctx context.Context, in *events.Raw) ([]byte, error) {
 		return *in.Raw, nil
 	case in.RawBlobRef == nil || *in.RawBlobRef == "":
 		return nil, failure.New(failure.Parse, fmt.Sprintf("raw record %s carries neither the message nor a blob ref", in.ID))
-	case p.blobs == nil:
+	case p.getter == nil && p.blobs == nil:
 		return nil, failure.New(failure.Parse, "raw message in blob store but no blob store configured")
 	case p.getter == nil:
 		return nil, failure.New(failure.Parse, "raw message in blob store but the blob store cannot read")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -15,10 +16,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/mailpipe/mailpipe/pkg/app"
+	"github.com/mailpipe/mailpipe/pkg/blob"
 	"github.com/mailpipe/mailpipe/pkg/events"
 	"github.com/mailpipe/mailpipe/pkg/ingest"
 	"github.com/mailpipe/mailpipe/pkg/kafka"
 	"github.com/mailpipe/mailpipe/pkg/mailid"
+	"github.com/mailpipe/mailpipe/pkg/mime"
 	"github.com/mailpipe/mailpipe/pkg/parse"
 	"github.com/mailpipe/mailpipe/pkg/serde"
 	"github.com/mailpipe/mailpipe/pkg/thread"
@@ -26,7 +29,10 @@ import (
 
 // runParse implements `mailpipe parse FILE...`: each file ("-" for stdin) is wrapped in a
 // mail.raw.v1 record as ingress would build it and run through the parser stage's own handler,
-// so what it prints is exactly the mail.parsed.v1 record the pipeline would produce.
+// so what it prints is exactly the mail.parsed.v1 record the pipeline would produce. As in
+// ingress, a message larger than the inline limit is not held in memory: it streams into a blob
+// store (a temporary one, removed at exit) and the record carries its ref (claim check), so the
+// parser reads it the way the service does.
 func runParse(ctx context.Context, env app.Env) error {
 	return parseFiles(ctx, env, os.Stdin)
 }
@@ -38,6 +44,8 @@ func parseFiles(ctx context.Context, env app.Env, stdin io.Reader) error {
 	from := fs.String("mail-from", "sender@example.com", "envelope sender (MAIL FROM)")
 	to := fs.String("rcpt-to", "support@in.example.com", "envelope recipient(s), comma-separated")
 	clientIP := fs.String("client-ip", "127.0.0.1", "client IP address on the envelope")
+	blobsURL := fs.String("blobs", "", "blob store URL to store attachments in (file:///dir, s3://…); without it they are described, not stored")
+	inlineLimit := fs.Int64("inline-limit", 1<<20, "bytes above which a message goes through a temporary blob store, as ingress hands large messages over")
 	if err := fs.Parse(env.Args); err != nil {
 		return app.ConfigError(err)
 	}
@@ -49,22 +57,36 @@ func parseFiles(ctx context.Context, env app.Env, stdin io.Reader) error {
 	if err != nil {
 		return err
 	}
-	p := parse.New(codec, nil, env.Logger)
+	var atts parse.BlobStore
+	if *blobsURL != "" {
+		st, err := blob.Open(ctx, *blobsURL)
+		if err != nil {
+			return app.ConfigError(fmt.Errorf("opening the blob store: %w", err))
+		}
+		defer closeStore(st)
+		atts = st
+	}
+	raws, err := newRawSpool(ctx)
+	if err != nil {
+		return err
+	}
+	defer raws.Close()
+	p := parse.New(codec, atts, env.Logger, parse.WithRawBlobs(raws.store))
 	ids := ingest.NewIDGenerator(nil, nil)
 	envelope := events.Envelope{MailFrom: *from, RcptTo: splitList(*to), ClientIP: *clientIP, Source: "smtp"}
 	enc := json.NewEncoder(env.Stdout)
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false)
 	for _, file := range fs.Args() {
-		raw, err := readInput(file, stdin)
-		if err != nil {
-			return err
-		}
 		id, err := ids.New()
 		if err != nil {
 			return err
 		}
-		out, err := parseOne(ctx, codec, p, rawRecord(ctx, id, envelope, raw))
+		rec, err := readRecord(ctx, file, stdin, *inlineLimit, raws, id, envelope)
+		if err != nil {
+			return err
+		}
+		out, err := parseOne(ctx, codec, p, rec)
 		if err != nil {
 			return fmt.Errorf("parsing %s: %w", file, err)
 		}
@@ -75,19 +97,82 @@ func parseFiles(ctx context.Context, env app.Env, stdin io.Reader) error {
 	return nil
 }
 
-func readInput(file string, stdin io.Reader) ([]byte, error) {
-	if file == "-" {
-		raw, err := io.ReadAll(stdin)
+// readRecord reads one input into a mail.raw.v1 record: inline up to limit bytes, beyond that
+// streamed into the raw spool with the record holding the ref.
+func readRecord(ctx context.Context, file string, stdin io.Reader, limit int64, raws *rawSpool, id string, env events.Envelope) (*events.Raw, error) {
+	r := stdin
+	name := "stdin"
+	if file != "-" {
+		f, err := os.Open(file)
 		if err != nil {
-			return nil, fmt.Errorf("reading stdin: %w", err)
+			return nil, fmt.Errorf("reading %s: %w", file, err)
 		}
-		return raw, nil
+		defer func() { _ = f.Close() }()
+		r, name = f, file
 	}
-	raw, err := os.ReadFile(file)
+	// The head is also where the thread headers are read from, so it is never shorter than the
+	// largest header block the parser reads.
+	head, err := io.ReadAll(io.LimitReader(r, max(limit, mime.DefaultMaxHeaderBytes)+1))
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", file, err)
+		return nil, fmt.Errorf("reading %s: %w", name, err)
 	}
-	return raw, nil
+	if int64(len(head)) <= limit {
+		return rawRecord(ctx, id, env, head), nil
+	}
+	sum, body := sha256.New(), thread.NewBodyHasher()
+	var n countWriter
+	ref, err := raws.store.Put(ctx, "raw/"+id, io.TeeReader(io.MultiReader(bytes.NewReader(head), r), io.MultiWriter(sum, body, &n)))
+	if err != nil {
+		return nil, fmt.Errorf("spooling %s: %w", name, err)
+	}
+	rec := &events.Raw{
+		ID:         id,
+		ReceivedAt: time.Now().UTC().Truncate(time.Microsecond),
+		Envelope:   env,
+		Size:       int64(n),
+		Sha256:     hex.EncodeToString(sum.Sum(nil)),
+		RawBlobRef: &ref,
+	}
+	h := thread.ReadHeaders(head, body.Digest())
+	rec.MessageID = mailid.MessageID(h.MessageID)
+	tk, _ := thread.Key(ctx, h, nil)
+	rec.ThreadKey = tk.Key
+	return rec, nil
+}
+
+type countWriter int64
+
+func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }
+
+// rawSpool is the temporary blob store large inputs stream into, removed by Close.
+type rawSpool struct {
+	dir   string
+	store blob.Store
+}
+
+func newRawSpool(ctx context.Context) (*rawSpool, error) {
+	dir, err := os.MkdirTemp("", "mailpipe-parse-")
+	if err != nil {
+		return nil, fmt.Errorf("creating the raw spool: %w", err)
+	}
+	st, err := blob.Open(ctx, "file://"+dir)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("opening the raw spool: %w", err)
+	}
+	return &rawSpool{dir: dir, store: st}, nil
+}
+
+func (s *rawSpool) Close() {
+	closeStore(s.store)
+	_ = os.RemoveAll(s.dir)
+}
+
+// closeStore releases what a store holds, for stores that hold something.
+func closeStore(st blob.Store) {
+	if c, ok := st.(io.Closer); ok {
+		_ = c.Close()
+	}
 }
 
 // rawRecord builds the mail.raw.v1 value ingress would write for raw, with the message inline

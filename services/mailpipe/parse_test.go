@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mailpipe/mailpipe/pkg/app"
 	"github.com/mailpipe/mailpipe/pkg/events"
@@ -163,4 +164,31 @@ func TestParseErrors(t *testing.T) {
 			t.Fatalf("exit code %d", code)
 		}
 	})
+}
+
+// A message above the inline limit streams through the temporary blob store (the claim check
+// path of the service) and yields the same record as when it is inline.
+func TestParseLargeInputThroughBlobStore(t *testing.T) {
+	file := corpus + "attachments/mailpit--regular-attachment.eml"
+	inline, err := parseOut(t, "", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spooled, err := parseOut(t, "", "--inline-limit", "64", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := inline[0], spooled[0]
+	if a.RawBlobRef != nil || b.RawBlobRef == nil {
+		t.Fatalf("raw blob refs inline %v, spooled %v; want nil and set", a.RawBlobRef, b.RawBlobRef)
+	}
+	for _, r := range []*events.Parsed{&a, &b} {
+		r.ID, r.ExternalID, r.RawBlobRef = "", "", nil
+		r.ReceivedAt, r.ParsedAt = time.Time{}, time.Time{}
+	}
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	if !bytes.Equal(ja, jb) {
+		t.Fatalf("records differ:\ninline  %s\nspooled %s", ja, jb)
+	}
 }
