@@ -143,6 +143,8 @@ var (
 	// localRE is the bare local part accepted without brackets ("postmaster"): stricter than
 	// an atom, so that stray words of a broken header are not taken for addresses.
 	localRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+	// obsSpaceRE matches white space around the dots and '@' of an obsolete addr-spec.
+	obsSpaceRE = regexp.MustCompile(`\s*([.@])\s*`)
 )
 
 // Results of looseMailbox.
@@ -157,11 +159,25 @@ const (
 // "Mail Delivery Subsystem <MAILER-DAEMON>"), which bounces carry.
 func looseMailbox(item string) (Address, int) {
 	var addr, name string
+	if !strings.ContainsAny(item, "<>\"") {
+		// RFC 5322 obs-local-part / obs-domain allow white space around the dots and the
+		// '@' ("jdoe@test   . example"); read such a bare addr-spec as one address.
+		if c := obsSpaceRE.ReplaceAllString(strings.TrimSpace(item), "$1"); strings.Count(c, "@") == 1 && !strings.ContainsAny(c, " \t") {
+			item = c
+		}
+	}
 	if m := angleAddrRE.FindStringSubmatchIndex(item); m != nil {
 		addr = item[m[2]:m[3]]
 		name = item[:m[0]] + item[m[1]:]
 		if addr == "" {
 			return Address{}, mailboxNull
+		}
+		// RFC 5322 obs-angle-addr: a source route before the address
+		// ("<@relay.example,@b.example:mary@example.net>") is not part of it.
+		if strings.HasPrefix(addr, "@") {
+			if i := strings.LastIndexByte(addr, ':'); i >= 0 {
+				addr = addr[i+1:]
+			}
 		}
 		if !strings.Contains(addr, "@") && !atomRE.MatchString(addr) {
 			return Address{}, mailboxNone

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/cention-sany/utf7"
 	"github.com/gogs/chardet"
 	"golang.org/x/text/encoding"
 	"golang.org/x/text/encoding/charmap"
@@ -35,6 +36,10 @@ func lookupEncoding(label string) (enc encoding.Encoding, ok bool) {
 		return nil, true
 	case "gb-18030":
 		label = "gb18030"
+	case "utf-7", "utf7", "unicode-1-1-utf-7", "x-unicode-2-0-utf-7", "csunicode11utf7":
+		// Not in the WHATWG or IANA indexes of x/text; Outlook still labels encoded words
+		// with it. enmime decodes UTF-7 bodies with the same package.
+		return utf7.UTF7, true
 	}
 	if e, err := htmlindex.Get(label); err == nil {
 		if e == encoding.Nop {

@@ -99,6 +99,8 @@ func TestDecodeWords(t *testing.T) {
 		{"literal UTF-8 inside a latin-1 word", "=?iso-8859-1?Q?J\xc3\xbcrgen?=", "Jürgen", false},
 		{"raw latin-1 outside words", "Gr\xfc\xdfe =?utf-8?Q?x?=", "Grüße x", true},
 		{"shift_jis word", "=?ISO-2022-JP?B?GyRCJF4kXyRgJGEkYhsoQg==?=", "まみむめも", false},
+		{"UTF-7 word (Outlook)", "=?unicode-1-1-utf-7?Q?Die_Hasen_und_die_Fr+APY-sche?=", "Die Hasen und die Frösche", false},
+		{"UTF-7 word", "=?utf-7?Q?+ZeVnLIqe-?=", "日本語", false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			got, rescued := decodeWords(tt.raw)
@@ -132,6 +134,10 @@ func TestParseAddresses(t *testing.T) {
 			{"good@x.example", "", "x.example"}, {"other@y.example", "", "y.example"},
 		}, false},
 		{"empty", "", nil, true},
+		{"obsolete route and spaced domain (RFC 2822 A.6.1)", "Mary Smith <@machine.tld:mary@example.net>, , jdoe@test   . example", []Address{
+			{"mary@example.net", "Mary Smith", "example.net"}, {"jdoe@test.example", "", "test.example"},
+		}, true},
+		{"obsolete route list", "<@a.example,@b.example:Joe@Example.NET>", []Address{{"joe@example.net", "", "example.net"}}, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			got, ok := parseAddresses(tt.raw)
