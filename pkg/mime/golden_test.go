@@ -143,29 +143,40 @@ func TestGolden(t *testing.T) {
 // (status and warnings first, the long header list last), with attachments as metadata (their
 // bytes are never serialized) and long strings abbreviated.
 type goldenMessage struct {
-	Source     string         `json:"source"`
-	Error      string         `json:"error,omitempty"`
-	Status     mime.Status    `json:"parse_status,omitempty"`
-	Warnings   []mime.Warning `json:"warnings"`
-	MessageID  string         `json:"message_id"`
-	InReplyTo  string         `json:"in_reply_to"`
-	References []string       `json:"references"`
-	From       *mime.Address  `json:"from"`
-	Sender     *mime.Address  `json:"sender"`
-	ReplyTo    []mime.Address `json:"reply_to"`
-	To         []mime.Address `json:"to"`
-	Cc         []mime.Address `json:"cc"`
-	Subject    string         `json:"subject"`
-	Date       *time.Time     `json:"date"`
-	DateRaw    string         `json:"date_raw"`
-	// Attachments marshal without their Content (json:"-").
-	Attachments []mime.Attachment `json:"attachments"`
-	Stats       mime.Stats        `json:"stats"`
-	Text        string            `json:"text"`
-	TextWhole   *wholeValue       `json:"text_whole,omitempty"`
-	HTML        string            `json:"html"`
-	HTMLWhole   *wholeValue       `json:"html_whole,omitempty"`
-	Headers     []mime.Header     `json:"headers"`
+	Source      string             `json:"source,omitempty"` // top level only
+	Status      mime.Status        `json:"parse_status"`
+	Warnings    []mime.Warning     `json:"warnings"`
+	MessageID   string             `json:"message_id"`
+	InReplyTo   string             `json:"in_reply_to"`
+	References  []string           `json:"references"`
+	From        *mime.Address      `json:"from"`
+	Sender      *mime.Address      `json:"sender"`
+	ReplyTo     []mime.Address     `json:"reply_to"`
+	To          []mime.Address     `json:"to"`
+	Cc          []mime.Address     `json:"cc"`
+	Subject     string             `json:"subject"`
+	Date        *time.Time         `json:"date"`
+	DateRaw     string             `json:"date_raw"`
+	Attachments []goldenAttachment `json:"attachments"`
+	Stats       mime.Stats         `json:"stats"`
+	Text        string             `json:"text"`
+	TextWhole   *wholeValue        `json:"text_whole,omitempty"`
+	HTML        string             `json:"html"`
+	HTMLWhole   *wholeValue        `json:"html_whole,omitempty"`
+	Headers     []mime.Header      `json:"headers"`
+}
+
+// goldenAttachment is the golden form of a mime.Attachment: its metadata (never its bytes) and
+// the nested message it carries, in golden form too.
+type goldenAttachment struct {
+	Filename    string         `json:"filename"`
+	ContentType string         `json:"content_type"`
+	SniffedType string         `json:"sniffed_type"`
+	Size        int64          `json:"size"`
+	SHA256      string         `json:"sha256"`
+	ContentID   string         `json:"content_id"`
+	Inline      bool           `json:"inline"`
+	Message     *goldenMessage `json:"message,omitempty"`
 }
 
 // wholeValue describes a value whose golden copy is only a prefix.
@@ -174,18 +185,31 @@ type wholeValue struct {
 	SHA256 string `json:"sha256"`
 }
 
-// goldenFields are the JSON fields of mime.Message that goldenMessage carries.
-var goldenFields = []string{
-	"message_id", "in_reply_to", "references", "from", "sender", "reply_to", "to", "cc",
-	"subject", "date", "date_raw", "text", "html", "attachments", "headers", "parse_status",
-	"warnings", "stats",
-}
-
-// checkGoldenCoversMessage fails when mime.Message gains (or loses) a JSON field, so that a new
-// output field is added to goldenMessage rather than silently left out of every golden file.
+// checkGoldenCoversMessage fails when mime.Message or mime.Attachment gains (or loses) a JSON
+// field, so that a new output field is added to the golden form rather than silently left out of
+// every golden file.
 func checkGoldenCoversMessage(t *testing.T) {
 	t.Helper()
-	b, err := json.Marshal(&mime.Message{})
+	for _, c := range []struct {
+		v      any
+		golden any
+		extra  []string // fields only the golden form has
+	}{
+		{&mime.Message{}, &goldenMessage{}, []string{"source", "text_whole", "html_whole"}},
+		{&mime.Attachment{Message: &mime.Message{}}, &goldenAttachment{Message: &goldenMessage{}}, nil},
+	} {
+		got, want := jsonFields(t, c.v), jsonFields(t, c.golden)
+		want = slices.DeleteFunc(want, func(f string) bool { return slices.Contains(c.extra, f) })
+		if !slices.Equal(got, want) {
+			t.Fatalf("%T has JSON fields %v, its golden form %v: update the golden form", c.v, got, want)
+		}
+	}
+}
+
+// jsonFields returns the sorted JSON field names of v with every field set.
+func jsonFields(t *testing.T, v any) []string {
+	t.Helper()
+	b, err := json.Marshal(v)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,48 +217,69 @@ func checkGoldenCoversMessage(t *testing.T) {
 	if err := json.Unmarshal(b, &fields); err != nil {
 		t.Fatal(err)
 	}
-	var got []string
+	var out []string
 	for k := range fields {
-		got = append(got, k)
+		out = append(out, k)
 	}
-	want := slices.Clone(goldenFields)
-	sort.Strings(got)
-	sort.Strings(want)
-	if !slices.Equal(got, want) {
-		t.Fatalf("mime.Message JSON fields %v, golden files carry %v: update goldenMessage", got, want)
-	}
+	sort.Strings(out)
+	return out
 }
 
 // goldenJSON renders the result of parsing one corpus file deterministically: indented, HTML
 // characters unescaped, long values abbreviated.
 func goldenJSON(t *testing.T, c goldenCase, m *mime.Message, perr error) []byte {
 	t.Helper()
-	g := goldenMessage{Source: c.rel}
+	var v any
 	if perr != nil {
-		g.Error = perr.Error()
+		// Only the error: there is no record.
+		v = struct {
+			Source string `json:"source"`
+			Error  string `json:"error"`
+		}{c.rel, perr.Error()}
 	} else {
-		g.Status, g.Warnings = m.Status, m.Warnings
-		g.MessageID, g.InReplyTo, g.References = m.MessageID, m.InReplyTo, m.References
-		g.From, g.Sender, g.ReplyTo, g.To, g.Cc = m.From, m.Sender, m.ReplyTo, m.To, m.Cc
-		g.Subject, g.Date, g.DateRaw = m.Subject, m.Date, m.DateRaw
-		g.Attachments, g.Stats = m.Attachments, m.Stats
-		g.Text, g.TextWhole = abbreviate(m.Text)
-		g.HTML, g.HTMLWhole = abbreviate(m.HTML)
-		for _, h := range m.Headers {
-			if v, whole := abbreviate(h.Value); whole != nil {
-				h.Value = fmt.Sprintf("%s…[abbreviated: %d bytes, sha256 %s]", v, whole.Bytes, whole.SHA256)
-			}
-			g.Headers = append(g.Headers, h)
-		}
+		g := toGolden(m)
+		g.Source = c.rel
+		v = &g
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
-	if err := enc.Encode(&g); err != nil {
+	if err := enc.Encode(v); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// toGolden converts m, and the messages nested in its attachments, to the golden form.
+func toGolden(m *mime.Message) goldenMessage {
+	g := goldenMessage{
+		Status: m.Status, Warnings: m.Warnings,
+		MessageID: m.MessageID, InReplyTo: m.InReplyTo, References: m.References,
+		From: m.From, Sender: m.Sender, ReplyTo: m.ReplyTo, To: m.To, Cc: m.Cc,
+		Subject: m.Subject, Date: m.Date, DateRaw: m.DateRaw,
+		Stats: m.Stats,
+	}
+	g.Text, g.TextWhole = abbreviate(m.Text)
+	g.HTML, g.HTMLWhole = abbreviate(m.HTML)
+	for _, a := range m.Attachments {
+		ga := goldenAttachment{
+			Filename: a.Filename, ContentType: a.ContentType, SniffedType: a.SniffedType,
+			Size: a.Size, SHA256: a.SHA256, ContentID: a.ContentID, Inline: a.Inline,
+		}
+		if a.Message != nil {
+			n := toGolden(a.Message)
+			ga.Message = &n
+		}
+		g.Attachments = append(g.Attachments, ga)
+	}
+	for _, h := range m.Headers {
+		if v, whole := abbreviate(h.Value); whole != nil {
+			h.Value = fmt.Sprintf("%s…[abbreviated: %d bytes, sha256 %s]", v, whole.Bytes, whole.SHA256)
+		}
+		g.Headers = append(g.Headers, h)
+	}
+	return g
 }
 
 // abbreviate returns s unchanged when it is at most longLimit bytes, and otherwise its first
