@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine, idempotently: Java 17 and Maven (the
-# Kafka broker is fetched by scripts/kafka-up.sh), redis-server, swaks and kcat (interop clients),
+# Kafka broker is fetched by scripts/kafka-up.sh), redis-server, rspamd (spam integration test),
+# swaks and kcat (interop clients),
 # postfix for its smtp-source load client (make bench), and the Python libraries the lake-topic
 # interop test uses (confluent-kafka, fastavro), and Node.js with the peer MIME parsers
 # (mailparser, postal-mime; scripts/node) that the parser cross-check and benchmark run.
@@ -8,7 +9,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-pkgs=(redis-server swaks kcat)
+pkgs=(redis-server swaks kcat rspamd)
 command -v java >/dev/null || pkgs+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || pkgs+=(maven)
 command -v python3 >/dev/null || pkgs+=(python3 python3-pip)
