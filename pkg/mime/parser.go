@@ -371,6 +371,7 @@ func attachment(p *enmime.Part, html string) Attachment {
 // Content-Type such as "text/plain>"), and a text type without a charset, or with us-ascii
 // (mislabelled UTF-8 in practice), gets undeclaredCharset.
 func parseMediaType(ctype string) (string, map[string]string, []string, error) {
+	ctype = cleanMediaType(ctype)
 	mtype, params, invalid, err := mediatype.ParseWithOptions(ctype, mediatype.ParseOptions{StripMediaTypeInvalidCharacters: true})
 	if err != nil {
 		t := strings.ToLower(strings.TrimSpace(strings.SplitN(ctype, ";", 2)[0]))
