@@ -131,6 +131,7 @@ func (p *Parser) parse(raw []byte, level int) (*Message, error) {
 		w.add(Warning{Name: WarnMIMEUnreadable, Severe: true, Detail: "reading MIME structure: " + safeDetail(err)})
 		w.add(hw...) // enmime reports these itself when it gets that far
 	} else {
+		decodeUUEncoded(root)
 		stats, lw := enforce(root, p.cfg.limits)
 		m.Stats = stats
 		defaultTypes(root)
