@@ -412,6 +412,9 @@ func defaultTypes(root *enmime.Part) {
 		} else {
 			p.ContentType = "text/plain"
 		}
+		// The default is the standard's, not a repair: enmime's "missing Content-Type" is no
+		// problem of the message.
+		p.Errors = withoutError(p.Errors, enmime.ErrorMissingContentType)
 		return false
 	})
 }
