@@ -253,7 +253,7 @@ var (
 		`delivery errors|not listed in (the )?domino directory|could not be reached|` +
 		`requested action not taken|message delivery has failed|rejected recipient|` +
 		`returned (errors|permanent errors)|has been delayed|delivery failed|failed to deliver|` +
-		`was unable to deliver|not able to deliver|failed permanently|delivery status notification|` +
+		`was unable to deliver|not able to deliver|wasn.t able to deliver|failed permanently|delivery status notification|` +
 		`invalid (user|recipient)|user unknown|unknown user|no such user|mailbox (is )?full|` +
 		`following recipients?|still being retried|will be retried|failure reasons|not yet been delivered|` +
 		`incorrectly constructed|malformed|account is disabled|was rejected|invalid final delivery|` +

@@ -5,8 +5,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/mailpipe/mailpipe/pkg/bounce"
@@ -87,6 +89,28 @@ func load(t testing.TB, p *mime.Parser, path string) *bounce.Message {
 	return fromMIME(m, envelopeFrom(m))
 }
 
+// loadAll parses files on every CPU (the race detector makes the MIME parser slow enough that
+// one goroutine would take most of the test budget) and returns the inputs in order.
+func loadAll(t testing.TB, p *mime.Parser, paths []string) []*bounce.Message {
+	t.Helper()
+	out := make([]*bounce.Message, len(paths))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range runtime.NumCPU() {
+		wg.Go(func() {
+			for i := range next {
+				out[i] = load(t, p, paths[i])
+			}
+		})
+	}
+	for i := range paths {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return out
+}
+
 type expectation struct {
 	groups   [][]string // each group: equivalent spellings of one recipient
 	severity string
@@ -136,7 +160,13 @@ func TestCorpusBounces(t *testing.T) {
 	type tally struct{ files, bounces, feedback, rightRcpt, allRcpt, sevOK int }
 	counts := map[string]*tally{}
 	var misses, sevMisses []string
-	for _, row := range readTSV(t, filepath.Join(dir, "MANIFEST.tsv"), true) {
+	rows := readTSV(t, filepath.Join(dir, "MANIFEST.tsv"), true)
+	paths := make([]string, len(rows))
+	for i, row := range rows {
+		paths[i] = filepath.Join(dir, row[0])
+	}
+	msgs := loadAll(t, p, paths)
+	for i, row := range rows {
 		name, cat := row[0], row[5]
 		c := counts[cat]
 		if c == nil {
@@ -144,7 +174,7 @@ func TestCorpusBounces(t *testing.T) {
 			counts[cat] = c
 		}
 		c.files++
-		m := load(t, p, filepath.Join(dir, name))
+		m := msgs[i]
 		b := bounce.Detect(m)
 		if b != nil {
 			c.bounces++
@@ -258,11 +288,12 @@ func TestCorpusFalseBounces(t *testing.T) {
 	}
 	known := knownBouncesElsewhere(t, dir)
 	var checked, falseBounces, inBounces, bouncesFound, inReports, reportsFound, knownFound int
-	for _, f := range files {
+	msgs := loadAll(t, p, files)
+	for i, f := range files {
 		rel, _ := filepath.Rel(dir, f)
 		rel = filepath.ToSlash(rel)
 		folder, _, _ := strings.Cut(rel, "/")
-		m := load(t, p, f)
+		m := msgs[i]
 		b := bounce.Detect(m)
 		if known[rel] {
 			if b != nil {
@@ -334,10 +365,11 @@ func knownBouncesElsewhere(t testing.TB, dir string) map[string]bool {
 func BenchmarkDetectCorpusBounces(b *testing.B) {
 	dir := bouncesDir(b)
 	p := newParser(b)
-	var msgs []*bounce.Message
+	var paths []string
 	for _, row := range readTSV(b, filepath.Join(dir, "MANIFEST.tsv"), true) {
-		msgs = append(msgs, load(b, p, filepath.Join(dir, row[0])))
+		paths = append(paths, filepath.Join(dir, row[0]))
 	}
+	msgs := loadAll(b, p, paths)
 	b.ResetTimer()
 	for b.Loop() {
 		for _, m := range msgs {
