@@ -111,6 +111,12 @@ func TestDetectFormats(t *testing.T) {
 			format: "gmail", rcpt: "user@example.org", severity: bounce.Soft,
 		},
 		{
+			name: "gmail, UTF-8 local part",
+			msg: daemon("Delivery Status Notification (Failure)", "Delivery to the following recipient failed permanently:\n\n     \U0001F408@example.org\n\n"+
+				"Technical details of permanent failure:\n local-part of envelope contains utf8 but remote server did not offer SMTPUTF8\n"),
+			format: "gmail", rcpt: "\U0001F408@example.org", severity: bounce.Hard,
+		},
+		{
 			name: "yahoo",
 			msg: daemon("Failure Notice", "Sorry, we were unable to deliver your message to the following address.\n\n<user@example.org>:\n"+
 				"Remote host said: 550 5.2.2 <user@example.org>... Mailbox Full [RCPT_TO]\n\n--- Below this line is a copy of the message.\n"),

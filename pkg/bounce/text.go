@@ -6,8 +6,9 @@ import (
 )
 
 // addrPat is a pragmatic mailbox pattern: dot-atom local parts (with the %, + and = that
-// source-routed and VERP addresses use) and a domain of at least two labels.
-const addrPat = `[A-Za-z0-9!#$%&'*+/=?^_{|}~.-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+`
+// source-routed and VERP addresses use, and UTF-8 as RFC 6531 allows) and a domain of at least
+// two labels, internationalized or not.
+const addrPat = `[A-Za-z0-9!#$%&'*+/=?^_{|}~.\x{80}-\x{10FFFF}-]+@[A-Za-z0-9\x{80}-\x{10FFFF}](?:[A-Za-z0-9\x{80}-\x{10FFFF}-]*[A-Za-z0-9\x{80}-\x{10FFFF}])?(?:\.[A-Za-z0-9\x{80}-\x{10FFFF}](?:[A-Za-z0-9\x{80}-\x{10FFFF}-]*[A-Za-z0-9\x{80}-\x{10FFFF}])?)+`
 
 var addrRe = regexp.MustCompile(addrPat)
 
