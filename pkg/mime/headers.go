@@ -3,7 +3,11 @@ package mime
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
+	"unicode/utf8"
+
+	"github.com/gogs/chardet"
 )
 
 // field is one header field of a header block.
@@ -214,4 +218,121 @@ func dropHeaderFields(b []byte, from, body int) []byte {
 	}
 	out := make([]byte, 0, len(b)-(end-from))
 	return append(append(out, b[:from]...), b[end:]...)
+}
+
+// decodeRaw8bit converts the raw 8-bit text of the header fields that are not UTF-8 (outside
+// encoded words, which carry their own charset) to UTF-8 with one charset for the whole header
+// block: the charset the top-level Content-Type declares when it reads every such field
+// cleanly, else the charset detected over all of them together. Mailers that write raw 8-bit
+// headers write them in the charset of the body, and one short display name alone is too
+// little for a detector (a GB2312 From name came out as Latin-1 mojibake while the Subject
+// beside it was read right). Fields it cannot settle (mostly UTF-8, or no charset found) are
+// left to decodeWords, which rescues each on its own. The warning names the fields converted.
+func (fs fieldSet) decodeRaw8bit() (fieldSet, []Warning) {
+	var idx []int
+	var sample []byte
+	for i, f := range fs {
+		if utf8.ValidString(f.raw) || mostlyUTF8([]byte(f.raw)) {
+			continue
+		}
+		var text []byte
+		for _, seg := range splitWords(f.raw) {
+			if !seg.word {
+				text = append(append(text, seg.text...), ' ')
+			}
+		}
+		if utf8.Valid(text) {
+			continue // the 8-bit bytes are inside encoded words: decodeWords reads them
+		}
+		idx = append(idx, i)
+		sample = append(sample, text...)
+	}
+	if len(idx) == 0 {
+		return fs, nil
+	}
+	cs, how := fs.headerCharset(sample)
+	if cs == "" {
+		return fs, nil
+	}
+	out := slices.Clone(fs)
+	names := make([]string, 0, len(idx))
+	for _, i := range idx {
+		var b strings.Builder
+		for _, seg := range splitWords(out[i].raw) {
+			if t, ok := decodeCharset(cs, []byte(seg.text)); ok && !seg.word && !utf8.ValidString(seg.text) {
+				b.WriteString(t)
+				continue
+			}
+			b.WriteString(seg.text)
+		}
+		out[i].raw = b.String()
+		if !contains(names, out[i].name) {
+			names = append(names, out[i].name)
+		}
+	}
+	return out, []Warning{{
+		Name:   WarnHeaderNotUTF8,
+		Detail: fmt.Sprintf("raw 8-bit bytes that are not UTF-8 in %s; read as %s (%s)", strings.Join(names, ", "), cs, how),
+	}}
+}
+
+// headerCharset chooses the charset of raw 8-bit header text (see decodeRaw8bit); "" when none
+// reads sample cleanly.
+func (fs fieldSet) headerCharset(sample []byte) (charset, how string) {
+	clean := func(cs string) bool {
+		s, ok := decodeCharset(cs, sample)
+		return ok && utf8.ValidString(s) && !strings.ContainsRune(s, utf8.RuneError)
+	}
+	if ct, ok := fs.first("Content-Type"); ok {
+		if _, params, _, err := parseMediaType(ct); err == nil {
+			switch cs := strings.ToLower(strings.TrimSpace(params["charset"])); cs {
+			case "", undeclaredCharset, "utf-8", "utf8":
+			default:
+				if clean(cs) {
+					return cs, "the charset the message declares"
+				}
+			}
+		}
+	}
+	if r, ok := detect(chardet.NewTextDetector(), sample); ok && r.Confidence >= minDetectConfidence && !strings.EqualFold(r.Charset, "utf-8") {
+		if cs := strings.ToLower(r.Charset); clean(cs) {
+			return cs, "detected"
+		}
+	}
+	return "", ""
+}
+
+// wordSegment is a piece of a header value: an RFC 2047 encoded word as written, or the text
+// between words.
+type wordSegment struct {
+	text string
+	word bool
+}
+
+// splitWords splits a raw header value into encoded words and the text around them, with the
+// word syntax decodeWords accepts.
+func splitWords(s string) []wordSegment {
+	var out []wordSegment
+	text := 0
+	for i := 0; i < len(s); {
+		j := strings.Index(s[i:], "=?")
+		if j < 0 {
+			break
+		}
+		at := i + j
+		if _, _, n, ok := parseWord(s[at:]); ok {
+			if at > text {
+				out = append(out, wordSegment{text: s[text:at]})
+			}
+			out = append(out, wordSegment{text: s[at : at+n], word: true})
+			i = at + n
+			text = i
+			continue
+		}
+		i = at + 2
+	}
+	if text < len(s) {
+		out = append(out, wordSegment{text: s[text:]})
+	}
+	return out
 }

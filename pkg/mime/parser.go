@@ -176,6 +176,8 @@ func safeDetail(err error) string {
 
 // readHeaders fills the header-derived fields of m.
 func (p *Parser) readHeaders(m *Message, fs fieldSet, w *warnings) {
+	fs, hw := fs.decodeRaw8bit()
+	w.add(hw...)
 	m.Headers = make([]Header, 0, len(fs))
 	var bad []string
 	for _, f := range fs {
