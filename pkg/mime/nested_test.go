@@ -116,3 +116,17 @@ func hasWarningNamed(m *mime.Message, name string) bool {
 	}
 	return false
 }
+
+// A multipart message whose boundary never appears keeps its body as text, flagged partial.
+func TestMultipartBoundaryNeverFound(t *testing.T) {
+	raw := "From: MAILER-DAEMON@example.net\r\nSubject: Returned mail\r\n" +
+		"Content-Type: multipart/report; report-type=delivery-status;\r\n    boundary=\"NOT/THERE\"\r\n\r\n" +
+		"The following addresses had permanent fatal errors\r\n\r\nFinal-Recipient: RFC822; kijitora@example.edu\r\nStatus: 5.5.0\r\n"
+	m := parseWith(t, mime.DefaultLimits(), raw)
+	if !strings.Contains(m.Text, "Final-Recipient: RFC822; kijitora@example.edu\nStatus: 5.5.0") {
+		t.Fatalf("text %q; want the body", m.Text)
+	}
+	if m.Status != mime.StatusPartial || !hasWarningNamed(m, mime.WarnBoundaryMissing) {
+		t.Fatalf("status %s warnings %+v; want partial with %s", m.Status, m.Warnings, mime.WarnBoundaryMissing)
+	}
+}

@@ -145,6 +145,8 @@ func (p *Parser) parse(raw []byte, level int) (*Message, error) {
 		if err := p.readBody(m, root, w); err != nil {
 			failed = true
 			w.add(Warning{Name: WarnMIMEUnreadable, Severe: true, Detail: "reading MIME body: " + safeDetail(err)})
+		} else {
+			keepUnsplitBody(m, root, input, w)
 		}
 	}
 	p.describeNested(m, level, w)
