@@ -55,9 +55,9 @@ func walk(t *testing.T, path string, node any) {
 	}
 }
 
-// The schemas are self-contained (ADR 0001), so mail.classified.v1 and mail.enriched.v1 carry
-// their own copy of the Parsed record; each copy must equal mail.parsed.v1 exactly, or a field
-// added to the parser's output would silently not reach later topics.
+// The schemas are self-contained (ADR 0001), so later topics carry their own copies of the
+// Parsed and Classification records; each copy must equal its topic's exactly, or a field added
+// to a stage's output would silently not reach later topics.
 func TestParsedCopiesMatch(t *testing.T) {
 	load := func(topic string) any {
 		src, err := schemas.Source(topic)
@@ -70,21 +70,29 @@ func TestParsedCopiesMatch(t *testing.T) {
 		}
 		return v
 	}
-	want, err := json.Marshal(load("mail.parsed.v1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, topic := range []string{"mail.classified.v1", "mail.enriched.v1"} {
-		got := findRecord(load(topic), "Parsed")
-		if got == nil {
-			t.Fatalf("%s has no Parsed record", topic)
-		}
-		b, err := json.Marshal(got)
+	for _, c := range []struct {
+		record, from string
+		copies       []string
+	}{
+		{"Parsed", "mail.parsed.v1", []string{"mail.classified.v1", "mail.enriched.v1"}},
+		{"Classification", "mail.classified.v1", []string{"mail.enriched.v1"}},
+	} {
+		want, err := json.Marshal(findRecord(load(c.from), c.record))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if string(b) != string(want) {
-			t.Errorf("%s: its Parsed record differs from mail.parsed.v1.avsc; copy it over", topic)
+		for _, topic := range c.copies {
+			got := findRecord(load(topic), c.record)
+			if got == nil {
+				t.Fatalf("%s has no %s record", topic, c.record)
+			}
+			b, err := json.Marshal(got)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(b) != string(want) {
+				t.Errorf("%s: its %s record differs from %s.avsc; copy it over", topic, c.record, c.from)
+			}
 		}
 	}
 }

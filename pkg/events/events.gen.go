@@ -239,7 +239,23 @@ type Parsed struct {
 	RawBlobRef *string `avro:"raw_blob_ref" json:"raw_blob_ref"`
 }
 
-// Delivery-status detail of a bounce.
+// One recipient a delivery report is about.
+type BounceRecipient struct {
+	// Recipient as the sender addressed it, lower case.
+	Address string `avro:"address" json:"address"`
+	// Final recipient after alias expansion or forwarding, when it differs; empty otherwise.
+	FinalRecipient string `avro:"final_recipient" json:"final_recipient"`
+	// DSN action: failed, delayed, delivered, relayed or expanded.
+	Action string `avro:"action" json:"action"`
+	// Enhanced status code (RFC 3463), e.g. 5.1.1; empty when the report gives none.
+	Status string `avro:"status" json:"status"`
+	// Remote server's reply or the notice's reason, on one line.
+	Diagnostic string `avro:"diagnostic" json:"diagnostic"`
+	// hard, soft or none.
+	Severity string `avro:"severity" json:"severity"`
+}
+
+// Delivery-status detail of a bounce. The top-level fields describe the first failed recipient; recipients lists every recipient the report is about.
 type Bounce struct {
 	// The recipient whose delivery failed, lower case.
 	Recipient string `avro:"recipient" json:"recipient"`
@@ -251,6 +267,36 @@ type Bounce struct {
 	Hard bool `avro:"hard" json:"hard"`
 	// Reporting MTA name, if given.
 	ReportingMta string `avro:"reporting_mta" json:"reporting_mta"`
+	// Rule family that read the report: rfc3464, rfc3464-text, x-failed-recipients, amazonses-sns, or an MTA text format (postfix, exim, sendmail, qmail, exchange, gmail, ...).
+	Format string `avro:"format" json:"format"`
+	// hard (permanent: stop sending), soft (temporary: mailbox full, delay, expiry) or none (a success or relay report).
+	Severity string `avro:"severity" json:"severity"`
+	// Every recipient the report is about, failed ones first.
+	Recipients []BounceRecipient `avro:"recipients" json:"recipients"`
+}
+
+// A complaint or feedback report (RFC 5965 ARF, Microsoft JMRP) about a message the reporter received.
+type Feedback struct {
+	// Feedback type, lower case: abuse, fraud, virus, auth-failure, not-spam, other, or opt-out.
+	Type string `avro:"type" json:"type"`
+	// The reporter's software.
+	UserAgent string `avro:"user_agent" json:"user_agent"`
+	// IP address the complained-about message came from; empty when not given.
+	SourceIP string `avro:"source_ip" json:"source_ip"`
+	// Envelope sender of the complained-about message; empty when not given.
+	OriginalMailFrom string `avro:"original_mail_from" json:"original_mail_from"`
+	// Recipients of the complained-about message, lower case.
+	OriginalRcptTo []string `avro:"original_rcpt_to" json:"original_rcpt_to"`
+	// Arrival-Date of the complained-about message as written.
+	ArrivalDate string `avro:"arrival_date" json:"arrival_date"`
+	// Reported-Domain field.
+	ReportedDomain string `avro:"reported_domain" json:"reported_domain"`
+	// Message-ID of the complained-about message, without angle brackets.
+	MessageID string `avro:"message_id" json:"message_id"`
+	// From of the complained-about message.
+	From string `avro:"from" json:"from"`
+	// Subject of the complained-about message.
+	Subject string `avro:"subject" json:"subject"`
 }
 
 // What one rule added to a score.
@@ -275,6 +321,8 @@ type Classification struct {
 	SpamFlags []string `avro:"spam_flags" json:"spam_flags"`
 	// Bounce detail when kind is bounce.
 	Bounce *Bounce `avro:"bounce" json:"bounce"`
+	// Feedback report detail when kind is feedback_report; null otherwise.
+	Feedback *Feedback `avro:"feedback" json:"feedback"`
 	// Lead score from the rules file.
 	LeadScore float64 `avro:"lead_score" json:"lead_score"`
 	// Per-rule contributions to the lead score.
