@@ -53,3 +53,32 @@ func TestParseDefaultContentTypeIsNoProblem(t *testing.T) {
 		t.Errorf("digest entry described as %+v, want subject one", n)
 	}
 }
+
+// A text part that carries a boundary parameter is read whole as text (enmime's "data has
+// boundary"): a warning, but nothing is lost, so the message stays ok.
+func TestParseTextPartWithBoundaryIsComplete(t *testing.T) {
+	raw := strings.Join([]string{
+		"From: a@example.com",
+		"Date: Fri, 19 May 2000 00:59:31 -0400",
+		"Message-ID: <1@example.com>",
+		`Content-Type: multipart/mixed; boundary="outer"`,
+		"",
+		"--outer",
+		`Content-Type: text/plain; report-type=delivery-status; boundary="inner"; charset=us-ascii`,
+		"",
+		"All of this is text.",
+		"--outer--",
+		"",
+	}, "\r\n")
+	p, err := NewParser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := p.Parse([]byte(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Status != StatusOK || !hasWarning(m.Warnings, WarnDataHasBoundary) || m.Text != "All of this is text." {
+		t.Errorf("status %s, text %q, warnings %+v; want ok, the whole text and a data_has_boundary warning", m.Status, m.Text, m.Warnings)
+	}
+}

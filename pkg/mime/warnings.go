@@ -91,8 +91,14 @@ func fromEnmime(e *enmime.Error) Warning {
 	if name == WarnTextFromHTML && e.Severe {
 		name = WarnTextFromHTMLFailed
 	}
+	severe := e.Severe
+	if name == WarnDataHasBoundary {
+		// enmime calls it an error, but reads the part's whole content as data: nothing is
+		// lost, so it must not make the message partial.
+		severe = false
+	}
 	detail, _ := validUTF8(e.Detail)
-	return Warning{Name: name, Detail: detail, Severe: e.Severe}
+	return Warning{Name: name, Detail: detail, Severe: severe}
 }
 
 func snake(s string) string {
