@@ -19,25 +19,17 @@ func parseAddresses(raw string) (addrs []Address, ok bool) {
 		return nil, true
 	}
 	list, err := enmime.ParseAddressList(raw)
-	if err == nil {
-		for _, a := range list {
-			if n, good := normalizeMailbox(a.Address, a.Name); good {
-				addrs = append(addrs, n)
-			}
-		}
-		return addrs, true
+	if err == nil && !splitDisplayName(raw, list) {
+		return mailboxes(raw, list), true
 	}
 	if errors.Is(err, mail.ErrHeaderNotPresent) {
 		return nil, true // e.g. "undisclosed-recipients:;"
 	}
 	// net/mail does not allow comments inside an addr-spec (RFC 5322 CFWS); drop them.
-	if list, err := enmime.ParseAddressList(stripComments(raw)); err == nil {
-		for _, a := range list {
-			if n, good := normalizeMailbox(a.Address, a.Name); good {
-				addrs = append(addrs, n)
-			}
+	if err != nil {
+		if list, err := enmime.ParseAddressList(stripComments(raw)); err == nil && !splitDisplayName(raw, list) {
+			return mailboxes(raw, list), true
 		}
-		return addrs, true
 	}
 	// Salvage item by item: one broken mailbox must not cost the others.
 	ok = true
@@ -45,12 +37,8 @@ func parseAddresses(raw string) (addrs []Address, ok bool) {
 		if strings.TrimSpace(item) == "" {
 			continue
 		}
-		if l, err := enmime.ParseAddressList(item); err == nil {
-			for _, a := range l {
-				if n, good := normalizeMailbox(a.Address, a.Name); good {
-					addrs = append(addrs, n)
-				}
-			}
+		if l, err := enmime.ParseAddressList(item); err == nil && !splitDisplayName(item, l) {
+			addrs = append(addrs, mailboxes(item, l)...)
 			continue
 		}
 		switch n, st := looseMailbox(item); st {
@@ -61,6 +49,52 @@ func parseAddresses(raw string) (addrs []Address, ok bool) {
 		}
 	}
 	return addrs, ok
+}
+
+// splitDisplayName reports whether enmime read more mailboxes from raw than raw has items: its
+// lenient fallback turns an unquoted display name that contains '@' ("Mikel@Lindsaar
+// <raasdnil@gmail.com>") into a mailbox of its own. looseMailbox reads such an item right.
+func splitDisplayName(raw string, list []*mail.Address) bool {
+	if len(list) < 2 || !strings.Contains(raw, "<") {
+		return false
+	}
+	n := 0
+	for _, item := range splitAddressList(stripComments(raw)) {
+		if strings.TrimSpace(item) != "" {
+			n++
+		}
+	}
+	return len(list) > n
+}
+
+// angleCommentRE matches a mailbox written as an angle address followed by a comment and no
+// display name: "<mailer-daemon@example.com> (Mail Delivery System)".
+var angleCommentRE = regexp.MustCompile(`^\s*<[^<>]*>\s*\((.*)\)\s*$`)
+
+// mailboxes normalizes what enmime read from raw. A mailbox without a display name but with a
+// comment after its angle address takes the comment as its name, as net/mail already does for
+// "addr (Name)": both are the RFC 822 way of naming the sender, and bounces still use them.
+func mailboxes(raw string, list []*mail.Address) []Address {
+	var items []string
+	if strings.Contains(raw, "(") {
+		items = splitAddressList(raw)
+		if len(items) != len(list) {
+			items = nil
+		}
+	}
+	var out []Address
+	for i, a := range list {
+		name := a.Name
+		if name == "" && items != nil {
+			if m := angleCommentRE.FindStringSubmatch(items[i]); m != nil {
+				name, _ = decodeWords(strings.TrimSpace(m[1]))
+			}
+		}
+		if n, good := normalizeMailbox(a.Address, name); good {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // stripComments removes RFC 5322 comments (nested parentheses) outside quoted strings.
@@ -207,7 +241,11 @@ func normalizeMailbox(addr, name string) (Address, bool) {
 		name, _ = decodeWords(name)
 	}
 	name, _ = validUTF8(strings.TrimSpace(name))
-	name = strings.TrimSpace(strings.Trim(name, `"`))
+	// A quoted string left whole by a lenient parse; quotes that are part of the name (an
+	// encoded word may hold them: `ФГУП "СибНИА"`) stay.
+	if len(name) >= 2 && name[0] == '"' && name[len(name)-1] == '"' {
+		name = strings.TrimSpace(name[1 : len(name)-1])
+	}
 	if addr == "" {
 		return Address{}, false
 	}

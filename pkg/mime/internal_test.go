@@ -138,6 +138,14 @@ func TestParseAddresses(t *testing.T) {
 			{"mary@example.net", "Mary Smith", "example.net"}, {"jdoe@test.example", "", "test.example"},
 		}, true},
 		{"obsolete route list", "<@a.example,@b.example:Joe@Example.NET>", []Address{{"joe@example.net", "", "example.net"}}, true},
+		{"display name with '@' (not a second mailbox)", "a@x.example, Mikel@Lindsaar <raasdnil@y.example>", []Address{
+			{"a@x.example", "", "x.example"}, {"raasdnil@y.example", "Mikel@Lindsaar", "y.example"},
+		}, true},
+		{"comment after an angle address names it", "<Mailer-Daemon@x.example> (Mail Delivery System)", []Address{
+			{"mailer-daemon@x.example", "Mail Delivery System", "x.example"},
+		}, true},
+		{"comment after a named angle address ignored", "Ann <a@x.example> (work)", []Address{{"a@x.example", "Ann", "x.example"}}, true},
+		{"quotes inside an encoded name kept", "=?utf-8?Q?A_=22B=22=22?= <a@x.example>", []Address{{"a@x.example", `A "B""`, "x.example"}}, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			got, ok := parseAddresses(tt.raw)
