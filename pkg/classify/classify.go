@@ -1,21 +1,20 @@
 // Package classify is the classifier stage handler: it reads an events.Parsed record from
 // mail.parsed.v1 and writes an events.Classified record on mail.classified.v1.
 //
-// This is the pass-through classifier. It decides the kind only from signals that need no
-// judgement, in this order, and records the signal as evidence:
+// For each message it decides
 //
-//  1. a multipart/report body: delivery-status → bounce, feedback-report → feedback_report,
-//     other report types (read receipts) → notification;
-//  2. a null envelope sender (bounces are sent with MAIL FROM:<>) together with a From of
-//     MAILER-DAEMON or postmaster → bounce;
-//  3. an Auto-Submitted header other than "no" (RFC 3834) → auto_reply;
-//  4. any other null envelope sender → bounce;
-//  5. a List-Id header (RFC 2919) → list;
-//  6. otherwise → human.
-//
-// Spam scoring, DSN detail (pkg/dsn), vendor auto-reply detection (pkg/autoreply) and the rules
-// file (lead score, queue, SLA) come later; until then the spam and lead scores are zero, the
-// bounce detail is null and RulesVersion is [RulesVersion].
+//   - the kind, strongest signal first: a feedback report (RFC 5965 ARF, JMRP; pkg/bounce),
+//     a bounce (RFC 3464 and the common MTAs' own formats; pkg/bounce) — a delivery report
+//     without a failure is a notification —, another multipart/report (read receipts), an
+//     automatic reply (RFC 3834 and vendor headers, out-of-office subjects; pkg/autoreply —
+//     auto-generated mail is a notification), a mailing list (List-Id, List-Unsubscribe), a
+//     notification (no-reply senders, notification services); otherwise spam when the spam
+//     score reaches the threshold or rspamd calls it spam, and human when nothing matched.
+//     Every decision comes with its evidence;
+//   - the spam score and flags: the built-in rules of pkg/spam plus, when configured,
+//     rspamd's score and symbols (a failing rspamd is noted, never blocks the stream);
+//   - the lead score, its per-rule contributions, the queue and SLA from the rules file
+//     (pkg/rules), with the rules version.
 package classify
 
 import (
@@ -34,11 +33,11 @@ import (
 	"github.com/mailpipe/mailpipe/pkg/events"
 	"github.com/mailpipe/mailpipe/pkg/failure"
 	"github.com/mailpipe/mailpipe/pkg/kafka"
+	"github.com/mailpipe/mailpipe/pkg/rules"
 	"github.com/mailpipe/mailpipe/pkg/serde"
+	"github.com/mailpipe/mailpipe/pkg/spam"
+	"github.com/mailpipe/mailpipe/pkg/spam/rspamd"
 )
-
-// RulesVersion is written to every classification made by the built-in rules.
-const RulesVersion = "builtin-0"
 
 // Kinds. The values are part of mail.classified.v1 (see its schema).
 const (
@@ -58,35 +57,71 @@ type optionFunc func(*options)
 
 func (f optionFunc) apply(o *options) { f(o) }
 
+// SpamChecker is an external spam scanner; *rspamd.Client implements it.
+type SpamChecker interface {
+	Check(ctx context.Context, msg []byte, env rspamd.Envelope) (*rspamd.Result, error)
+}
+
+// RuleSource gives the rules set in use; *rules.Holder implements it (hot reload).
+type RuleSource interface{ Current() *rules.Set }
+
 type options struct {
-	now func() time.Time
+	now           func() time.Time
+	rspamd        SpamChecker
+	rules         RuleSource
+	spamThreshold float64
 }
 
 // WithClock sets the clock classified_at is taken from (default time.Now), for tests.
 func WithClock(now func() time.Time) Option { return optionFunc(func(o *options) { o.now = now }) }
 
+// WithRspamd adds rspamd's verdict to the spam score.
+func WithRspamd(c SpamChecker) Option { return optionFunc(func(o *options) { o.rspamd = c }) }
+
+// WithRules scores and routes with the rules set src currently holds (default: the embedded
+// default rules).
+func WithRules(src RuleSource) Option { return optionFunc(func(o *options) { o.rules = src }) }
+
+// WithSpamThreshold sets the spam score from which a message otherwise human is spam (default
+// spam.DefaultThreshold).
+func WithSpamThreshold(t float64) Option {
+	return optionFunc(func(o *options) { o.spamThreshold = t })
+}
+
 // Classifier is the classifier stage handler. It is safe for concurrent use.
 type Classifier struct {
 	codec *serde.Codec
 	log   *slog.Logger
-	now   func() time.Time
+	opts  options
 }
 
+type fixedRules struct{ s *rules.Set }
+
+func (f fixedRules) Current() *rules.Set { return f.s }
+
 // New returns a classifier; codec and log are required.
-func New(codec *serde.Codec, log *slog.Logger, opts ...Option) *Classifier {
-	o := options{now: time.Now}
+func New(codec *serde.Codec, log *slog.Logger, opts ...Option) (*Classifier, error) {
+	o := options{now: time.Now, spamThreshold: spam.DefaultThreshold}
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
 	if o.now == nil {
 		o.now = time.Now
 	}
-	return &Classifier{codec: codec, log: log, now: o.now}
+	if o.rules == nil {
+		set, err := rules.Default()
+		if err != nil {
+			return nil, fmt.Errorf("compiling the default rules: %w", err)
+		}
+		o.rules = fixedRules{set}
+	}
+	return &Classifier{codec: codec, log: log, opts: o}, nil
 }
 
 // Handle is the stage.Handler of the classifier service: one mail.classified.v1 record per
 // input, with the input's key and headers. Errors: failure.Schema for an undecodable record,
-// failure.Internal for an output that cannot be encoded.
+// failure.Internal for an output that cannot be encoded; a context that ends during rule
+// evaluation is returned as is (retryable).
 func (c *Classifier) Handle(ctx context.Context, rec *kgo.Record) ([]*kgo.Record, error) {
 	var msg events.Parsed
 	if err := c.codec.Decode(ctx, kafka.TopicParsed, rec.Value, &msg); err != nil {
@@ -95,14 +130,18 @@ func (c *Classifier) Handle(ctx context.Context, rec *kgo.Record) ([]*kgo.Record
 		}
 		return nil, failure.Wrap(failure.Schema, fmt.Errorf("decoding parsed record: %w", err))
 	}
-	out := events.Classified{Message: msg, Classification: Classify(&msg)}
-	out.Classification.ClassifiedAt = c.now().UTC()
+	cl, err := c.Classify(ctx, &msg)
+	if err != nil {
+		return nil, err
+	}
+	out := events.Classified{Message: msg, Classification: cl}
 	v, err := c.codec.Encode(kafka.TopicClassified, &out)
 	if err != nil {
 		return nil, failure.Wrap(failure.Internal, fmt.Errorf("encoding classified record of %s: %w", msg.ID, err))
 	}
 	c.log.LogAttrs(ctx, slog.LevelDebug, "classified message",
-		slog.String("message_id", msg.ID), slog.String("kind", out.Classification.Kind))
+		slog.String("message_id", msg.ID), slog.String("kind", cl.Kind),
+		slog.Float64("spam_score", cl.SpamScore), slog.Float64("lead_score", cl.LeadScore), slog.String("queue", cl.Queue))
 	return []*kgo.Record{{
 		Topic:   kafka.TopicClassified,
 		Key:     bytes.Clone(rec.Key),
@@ -111,42 +150,67 @@ func (c *Classifier) Handle(ctx context.Context, rec *kgo.Record) ([]*kgo.Record
 	}}, nil
 }
 
-// Classify applies the built-in rules (see the package doc) to msg. ClassifiedAt is left zero
-// for the caller to set.
-func Classify(msg *events.Parsed) events.Classification {
-	kind, evidence := kindOf(msg)
-	return events.Classification{Kind: kind, Evidence: evidence, RulesVersion: RulesVersion}
-}
+// Classify decides the classification of msg (see the package doc). It is the whole of Handle
+// but Kafka, shared by `mailpipe classify`. It fails only when ctx ends.
+func (c *Classifier) Classify(ctx context.Context, msg *events.Parsed) (events.Classification, error) {
+	now := c.opts.now()
+	cl := events.Classification{ClassifiedAt: now.UTC()}
+	score, flags := spam.Score(msg, now)
+	for _, f := range flags {
+		cl.SpamFlags = append(cl.SpamFlags, f.String())
+	}
+	rspamdSpam := false
+	if c.opts.rspamd != nil {
+		res, err := c.opts.rspamd.Check(ctx, spam.Message(msg), rspamd.Envelope{
+			ClientIP: msg.Envelope.ClientIP, Helo: msg.Envelope.Helo, MailFrom: msg.Envelope.MailFrom,
+			RcptTo: msg.Envelope.RcptTo, QueueID: msg.ID,
+		})
+		switch {
+		case err != nil:
+			if ctx.Err() != nil {
+				return cl, fmt.Errorf("checking %s with rspamd: %w", msg.ID, ctx.Err())
+			}
+			// The built-in score stands alone; the flag tells readers why rspamd is missing.
+			cl.SpamFlags = append(cl.SpamFlags, "RSPAMD_UNAVAILABLE: "+err.Error())
+			c.log.WarnContext(ctx, "rspamd check failed", slog.String("message_id", msg.ID), slog.Any("error", err))
+		case !res.Skipped:
+			score += res.Score
+			rspamdSpam = res.Spam()
+			for _, s := range res.Matched() {
+				cl.SpamFlags = append(cl.SpamFlags, fmt.Sprintf("rspamd:%s(%+g)", s.Name, s.Score))
+			}
+		}
+	}
+	cl.SpamScore = score
 
-func kindOf(msg *events.Parsed) (string, []string) {
-	if mt, params, ok := contentType(msg); ok && mt == "multipart/report" {
-		rt := strings.ToLower(params["report-type"])
-		ev := []string{"content-type multipart/report; report-type=" + rt}
-		switch rt {
-		case "delivery-status":
-			return KindBounce, ev
-		case "feedback-report":
-			return KindFeedbackReport, ev
-		default:
-			return KindNotification, ev
+	if v, ok := detectKind(msg); ok {
+		cl.Kind, cl.Evidence, cl.Bounce, cl.Feedback = v.kind, v.evidence, v.bounce, v.feedback
+	} else if score >= c.opts.spamThreshold || rspamdSpam {
+		cl.Kind = KindSpam
+		cl.Evidence = []string{fmt.Sprintf("spam score %.1f (threshold %.1f)", score, c.opts.spamThreshold)}
+		if rspamdSpam {
+			cl.Evidence = append(cl.Evidence, "rspamd calls it spam")
 		}
+	} else {
+		cl.Kind = KindHuman
+		cl.Evidence = []string{"no automation or spam signal"}
 	}
-	nullSender := msg.Envelope.MailFrom == "" || msg.Envelope.MailFrom == "<>"
-	if nullSender && msg.From != nil && isDaemon(msg.From.Address) {
-		return KindBounce, []string{"envelope sender is null", "from " + msg.From.Address}
+
+	set := c.opts.rules.Current()
+	res, err := set.Evaluate(ctx, factsOf(msg, cl.Kind, score))
+	if err != nil {
+		return cl, fmt.Errorf("evaluating rules for %s: %w", msg.ID, err)
 	}
-	if v, ok := header(msg, "Auto-Submitted"); ok {
-		if kw := strings.ToLower(strings.TrimSpace(strings.SplitN(v, ";", 2)[0])); kw != "no" && kw != "" {
-			return KindAutoReply, []string{"header Auto-Submitted: " + v}
-		}
+	cl.RulesVersion = res.Version
+	cl.LeadScore = float64(res.Score)
+	for _, x := range res.Contributions {
+		cl.LeadContributions = append(cl.LeadContributions, events.Contribution{Rule: x.Rule, Points: float64(x.Points), Reason: x.Reason})
 	}
-	if nullSender {
-		return KindBounce, []string{"envelope sender is null"}
+	cl.Queue, cl.SLAMinutes = res.Route.Queue, res.Route.SLAMinutes
+	for _, e := range res.Errors {
+		cl.Evidence = append(cl.Evidence, "rules: "+e.Error())
 	}
-	if v, ok := header(msg, "List-Id"); ok {
-		return KindList, []string{"header List-Id: " + v}
-	}
-	return KindHuman, []string{"no automation signal"}
+	return cl, nil
 }
 
 // isDaemon reports whether addr's local part names a mail system rather than a person.

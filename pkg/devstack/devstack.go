@@ -30,6 +30,7 @@ import (
 	"github.com/mailpipe/mailpipe/pkg/pipeline"
 	"github.com/mailpipe/mailpipe/pkg/redisconn"
 	"github.com/mailpipe/mailpipe/pkg/sink"
+	"github.com/mailpipe/mailpipe/pkg/spam"
 	"github.com/mailpipe/mailpipe/pkg/stage"
 )
 
@@ -150,13 +151,16 @@ func build(ctx context.Context, cfg Config, common pipeline.Common, dir string, 
 		return nil, err
 	}
 	actors = append(actors, a...)
-	for _, b := range []pipeline.Builder[pipeline.StageConfig]{pipeline.Classifier, pipeline.Enricher} {
-		a, err := b(ctx, stageCfg, d)
-		if err != nil {
-			return nil, err
-		}
-		actors = append(actors, a...)
+	a, err = pipeline.Classifier(ctx, pipeline.ClassifierConfig{StageConfig: stageCfg, SpamThreshold: spam.DefaultThreshold}, d)
+	if err != nil {
+		return nil, err
 	}
+	actors = append(actors, a...)
+	a, err = pipeline.Enricher(ctx, stageCfg, d)
+	if err != nil {
+		return nil, err
+	}
+	actors = append(actors, a...)
 	sinkCfg := pipeline.SinkConfig{
 		StageConfig:    stageCfg,
 		Sink:           sink.Config{LakeSalt: "mailpipe-dev-lake-salt"},

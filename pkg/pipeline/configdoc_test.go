@@ -33,8 +33,10 @@ func TestConfigurationDocIsCurrent(t *testing.T) {
 	section("ingress", v, err)
 	v, err = envconf.Vars[pipeline.ParserConfig](pipeline.EnvPrefix)
 	section("parser", v, err)
+	v, err = envconf.Vars[pipeline.ClassifierConfig](pipeline.EnvPrefix)
+	section("classifier", v, err)
 	v, err = envconf.Vars[pipeline.StageConfig](pipeline.EnvPrefix)
-	section("classifier, enricher", v, err)
+	section("enricher", v, err)
 	v, err = envconf.Vars[pipeline.SinkConfig](pipeline.EnvPrefix)
 	section("crm-sink", v, err)
 

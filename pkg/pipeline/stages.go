@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"time"
 
 	"github.com/mailpipe/mailpipe/pkg/app"
 	"github.com/mailpipe/mailpipe/pkg/classify"
@@ -18,7 +20,9 @@ import (
 	"github.com/mailpipe/mailpipe/pkg/mailauth"
 	"github.com/mailpipe/mailpipe/pkg/mime"
 	"github.com/mailpipe/mailpipe/pkg/parse"
+	"github.com/mailpipe/mailpipe/pkg/rules"
 	"github.com/mailpipe/mailpipe/pkg/sink"
+	"github.com/mailpipe/mailpipe/pkg/spam/rspamd"
 	"github.com/mailpipe/mailpipe/pkg/stage"
 )
 
@@ -88,10 +92,66 @@ func mimeLimits(l *mime.Limits) error {
 	return nil
 }
 
+// ClassifierConfig configures the classifier service.
+type ClassifierConfig struct {
+	StageConfig
+	// RspamdURL adds rspamd's verdict to the spam score when set.
+	RspamdURL string `env:"RSPAMD_URL" usage:"rspamd worker URL (http://host:11333) whose /checkv2 verdict is added to the spam score (optional)"`
+	// RspamdTimeout bounds one rspamd check; a slow or failing rspamd is noted on the record
+	// and the message is classified without it.
+	RspamdTimeout time.Duration `env:"RSPAMD_TIMEOUT" default:"5s" usage:"deadline of one rspamd check"`
+	// RulesFile is the lead scoring and routing rules file (docs/rules.md); the embedded
+	// default rules when empty. It is polled and reloaded when it changes; a file that does not
+	// validate is logged and the rules in use are kept.
+	RulesFile string `env:"RULES_FILE" usage:"lead scoring and routing rules file (YAML, docs/rules.md); default rules when empty"`
+	// RulesPoll is how often the rules file is checked for changes.
+	RulesPoll time.Duration `env:"RULES_POLL" default:"10s" usage:"how often the rules file is checked for changes"`
+	// SpamThreshold is the spam score from which a message otherwise human is spam.
+	SpamThreshold float64 `env:"SPAM_THRESHOLD" default:"8" usage:"spam score from which a message is classified spam"`
+}
+
 // Classifier builds the classifier service: mail.parsed.v1 → mail.classified.v1.
-func Classifier(_ context.Context, cfg StageConfig, d *Deps) ([]app.Actor, error) {
-	c := classify.New(d.Codec, d.Log)
-	return runStage(cfg, d, "classifier", kafka.TopicParsed, c.Handle)
+func Classifier(ctx context.Context, cfg ClassifierConfig, d *Deps) ([]app.Actor, error) {
+	opts := []classify.Option{classify.WithSpamThreshold(cfg.SpamThreshold)}
+	if cfg.RspamdURL != "" {
+		c, err := rspamd.New(cfg.RspamdURL, rspamd.WithHTTPClient(&http.Client{Timeout: cfg.RspamdTimeout}))
+		if err != nil {
+			return nil, app.ConfigError(err)
+		}
+		opts = append(opts, classify.WithRspamd(c))
+	}
+	var actors []app.Actor
+	if cfg.RulesFile != "" {
+		// A bad file at start is a configuration error: there is no good set to keep yet.
+		set, err := rules.LoadFile(cfg.RulesFile)
+		if err != nil {
+			return nil, app.ConfigError(fmt.Errorf("rules file: %w", err))
+		}
+		h := rules.NewHolder(set, d.Log)
+		if _, err := h.Load(ctx, cfg.RulesFile); err != nil {
+			return nil, app.ConfigError(fmt.Errorf("rules file: %w", err))
+		}
+		opts = append(opts, classify.WithRules(h))
+		actors = append(actors, app.Actor{
+			Name: "rules-watch",
+			Run: func(ctx context.Context) error {
+				err := h.Watch(ctx, cfg.RulesFile, cfg.RulesPoll)
+				if errors.Is(err, context.Canceled) {
+					return nil
+				}
+				return err
+			},
+		})
+	}
+	c, err := classify.New(d.Codec, d.Log, opts...)
+	if err != nil {
+		return nil, err
+	}
+	st, err := runStage(cfg.StageConfig, d, "classifier", kafka.TopicParsed, c.Handle)
+	if err != nil {
+		return nil, err
+	}
+	return append(actors, st...), nil
 }
 
 // Enricher builds the enricher service: mail.classified.v1 → mail.enriched.v1.
