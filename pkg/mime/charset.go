@@ -1,12 +1,14 @@
 package mime
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/cention-sany/utf7"
 	"github.com/gogs/chardet"
+	"github.com/jhillyerd/enmime/v2"
 	"golang.org/x/text/encoding"
 	"golang.org/x/text/encoding/charmap"
 	"golang.org/x/text/encoding/htmlindex"
@@ -19,6 +21,61 @@ import (
 // policy "detect only when nothing is declared and the bytes are not UTF-8" is built on enmime,
 // which otherwise runs its detector on every undeclared part, valid UTF-8 or not.
 const undeclaredCharset = "x-mailpipe-undeclared"
+
+// sevenBitCharset marks, in the charset our media-type hook gives enmime, a text part labelled
+// with a 7-bit charset of the ISO-2022 family: "x-mailpipe-undeclared:iso-2022-jp". enmime finds
+// no decoder for it and keeps the bytes; decodeSevenBitParts decodes them when they are 7-bit and
+// treats the label as wrong when they are not: a 7-bit decoder turns every 8-bit byte into
+// U+FFFD, and Japanese bounces often carry EUC-JP or UTF-8 under an ISO-2022-JP label. The prefix
+// is undeclaredCharset's, so enmime's complaint about the unknown label is dropped with that one.
+const sevenBitCharset = undeclaredCharset + ":"
+
+// markCharset returns the charset label our media-type hook gives enmime for a text part that
+// declares label (lower case): undeclaredCharset for none or us-ascii (mislabelled UTF-8 in
+// practice), a sevenBitCharset mark for the ISO-2022 family, windows-1252 for ISO-8859-1 (as
+// WHATWG and every mail client read it: its 0x80-0x9F are C1 controls nobody writes, and
+// windows-1252 text labelled ISO-8859-1 is common), the standard name for Outlook's UTF-7
+// labels, and label itself otherwise.
+func markCharset(label string) string {
+	switch label {
+	case "", "us-ascii", "ascii", "us_ascii", "ansi_x3.4-1968", "iso646-us", "646", "us":
+		return undeclaredCharset
+	case "iso-2022-jp", "csiso2022jp", "iso-2022-jp-1", "iso-2022-jp-2", "iso-2022-jp-3", "iso-2022-kr", "csiso2022kr", "iso-2022-cn", "iso-2022-cn-ext":
+		return sevenBitCharset + label
+	case "iso-8859-1", "iso8859-1", "iso_8859-1", "iso_8859-1:1987", "latin1", "l1", "cp819", "ibm819", "iso-ir-100", "csisolatin1":
+		return "windows-1252"
+	case "unicode-1-1-utf-7", "x-unicode-2-0-utf-7", "csunicode11utf7":
+		return "utf-7" // unknown to enmime under these names
+	}
+	return label
+}
+
+// decodeSevenBitParts decodes the parts marked with sevenBitCharset, before the limits measure
+// the content, so that the decoded size counts UTF-8 as it does for every other charset. A part
+// whose bytes are not 7-bit is left to repairText as undeclared (kept when valid UTF-8, detected
+// otherwise) with a charset_mismatch warning.
+func decodeSevenBitParts(root *enmime.Part, w *warnings) {
+	_ = root.DepthMatchAll(func(p *enmime.Part) bool {
+		label, ok := strings.CutPrefix(p.Charset, sevenBitCharset)
+		if !ok {
+			return false
+		}
+		for _, c := range p.Content {
+			if c >= 0x80 {
+				p.Charset = ""
+				w.add(Warning{Name: WarnCharsetMismatch, Detail: fmt.Sprintf("part %s (%s) declares the 7-bit charset %q but has 8-bit bytes; read as undeclared", p.PartID, p.ContentType, label)})
+				return false
+			}
+		}
+		if s, ok := decodeCharset(label, p.Content); ok {
+			p.Content, p.Charset = []byte(s), label
+		} else {
+			p.Charset = ""
+			w.add(Warning{Name: WarnCharsetUnknown, Detail: fmt.Sprintf("part %s (%s): charset %q could not be decoded; read as undeclared", p.PartID, p.ContentType, label)})
+		}
+		return false
+	})
+}
 
 // minDetectConfidence is the chardet confidence (0-100) below which a detected charset is not
 // trusted and windows-1252 is used instead.

@@ -132,6 +132,7 @@ func (p *Parser) parse(raw []byte, level int) (*Message, error) {
 		w.add(hw...) // enmime reports these itself when it gets that far
 	} else {
 		decodeUUEncoded(root)
+		decodeSevenBitParts(root, w)
 		stats, lw := enforce(root, p.cfg.limits)
 		m.Stats = stats
 		defaultTypes(root)
@@ -373,8 +374,8 @@ func attachment(p *enmime.Part, html string) Attachment {
 
 // parseMediaType is enmime's media-type parser with two changes: a value it cannot parse still
 // yields its type when one is recognizable (enmime would fail the whole message on a root
-// Content-Type such as "text/plain>"), and a text type without a charset, or with us-ascii
-// (mislabelled UTF-8 in practice), gets undeclaredCharset.
+// Content-Type such as "text/plain>"), and the charset of a text type is the one markCharset
+// gives (undeclaredCharset for none or us-ascii, which is mislabelled UTF-8 in practice).
 func parseMediaType(ctype string) (string, map[string]string, []string, error) {
 	ctype = cleanMediaType(ctype)
 	mtype, params, invalid, err := mediatype.ParseWithOptions(ctype, mediatype.ParseOptions{StripMediaTypeInvalidCharacters: true})
@@ -388,11 +389,9 @@ func parseMediaType(ctype string) (string, map[string]string, []string, error) {
 		mtype, params, invalid = t, map[string]string{}, []string{strings.TrimSpace(ctype)}
 	}
 	if strings.HasPrefix(mtype, "text/") && params != nil {
-		switch strings.ToLower(strings.TrimSpace(params["charset"])) {
-		case "", "us-ascii", "ascii", "us_ascii", "ansi_x3.4-1968", "iso646-us", "646", "us":
-			params["charset"] = undeclaredCharset
-		case "unicode-1-1-utf-7", "x-unicode-2-0-utf-7", "csunicode11utf7":
-			params["charset"] = "utf-7" // Outlook's labels for UTF-7, unknown to enmime
+		label := strings.ToLower(strings.TrimSpace(params["charset"]))
+		if cs := markCharset(label); cs != label {
+			params["charset"] = cs
 		}
 	}
 	return mtype, params, invalid, nil

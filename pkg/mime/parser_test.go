@@ -226,6 +226,10 @@ func TestParseCharsetPolicy(t *testing.T) {
 		{"declared utf-8 that is not", msg("text/plain; charset=utf-8", "bad \xff byte but m\xc3\xa4ny g\xc3\xb6od \xc3\xbc \xc3\xa9"), "bad \uFFFD byte but mäny göod ü é", mime.WarnInvalidUTF8},
 		{"unknown charset", msg("text/plain; charset=x-klingon", "plain"), "plain", mime.WarnCharsetUnknown},
 		{"HTML meta charset", msg("text/html", "<html><head><meta charset=\"iso-8859-1\"></head><body>caf\xe9</body></html>"), "café", mime.WarnCharsetDetected},
+		{"iso-8859-1 read as windows-1252 (WHATWG)", msg("text/plain; charset=ISO-8859-1", "\x93quoted\x94 \x80 5"), "“quoted” € 5", ""},
+		{"iso-2022-jp", msg("text/plain; charset=iso-2022-jp", "\x1b$B$3$s$K$A$O\x1b(B"), "こんにちは", ""},
+		{"iso-2022-jp label on UTF-8", msg("text/plain; charset=iso-2022-jp", "こんにちは"), "こんにちは", mime.WarnCharsetMismatch},
+		{"iso-2022-jp label on EUC-JP", msg("text/plain; charset=ISO-2022-JP", strings.Repeat("\xa4\xb3\xa4\xf3\xa4\xcb\xa4\xc1\xa4\xcf\xa1\xa2\xc0\xa4\xb3\xa6\xa1\xa3", 4)), strings.Repeat("こんにちは、世界。", 4), mime.WarnCharsetMismatch},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			m, err := newParser(t).Parse(tt.raw)
