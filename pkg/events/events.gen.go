@@ -353,6 +353,12 @@ type Contact struct {
 	Name string `avro:"name" json:"name"`
 	// True when the contact already exists in a CRM.
 	Known bool `avro:"known" json:"known"`
+	// True when the address is a role account (info@, sales@, support@, noreply@, …) rather than a person's mailbox.
+	RoleAccount bool `avro:"role_account" json:"role_account"`
+	// Role of a role account, e.g. info, sales, support, noreply, admin, billing, hr; empty for a person's mailbox.
+	Role string `avro:"role" json:"role"`
+	// Consent flags carried from the route the message came in on (e.g. marketing -> true); empty when the route sets none.
+	Consent map[string]bool `avro:"consent" json:"consent"`
 }
 
 // The sender's company.
@@ -363,16 +369,26 @@ type Company struct {
 	Name string `avro:"name" json:"name"`
 	// True when the domain is a free-mail provider (then it is not a company).
 	FreeMail bool `avro:"free_mail" json:"free_mail"`
+	// Company size as the dataset or CRM states it (an employee count or a band such as 51-200), if known.
+	Size string `avro:"size" json:"size"`
+	// Industry, if known.
+	Industry string `avro:"industry" json:"industry"`
+	// Country (as the dataset or CRM states it, usually ISO 3166-1 alpha-2), if known.
+	Country string `avro:"country" json:"country"`
 }
 
 // One enrichment lookup and how it went.
 type EnrichmentSource struct {
-	// Source name, e.g. freemail, companydb, crm.
+	// Source name: freemail, role, companydb, crm_contact, crm_company.
 	Name string `avro:"name" json:"name"`
-	// ok, cached, miss, timeout or error.
+	// ok (found), miss (not found, or nothing to look up), timeout (no answer within the lookup deadline) or error; whether the answer came from the cache is in cache.
 	Status string `avro:"status" json:"status"`
 	// Lookup time in milliseconds.
 	DurationMs int64 `avro:"duration_ms" json:"duration_ms"`
+	// Why the lookup is degraded (status timeout or error) or its cache was not usable; empty otherwise.
+	Reason string `avro:"reason" json:"reason"`
+	// Enrichment cache outcome: hit (answered from the cache, the source was not called), miss (the source was called and the answer cached), unavailable (the cache failed and the source was called); empty for sources that are not cached.
+	Cache string `avro:"cache" json:"cache"`
 }
 
 // What the enricher added.
@@ -507,6 +523,8 @@ type Route struct {
 	MaxSize int64 `avro:"max_size" json:"max_size"`
 	// Shadow mode: CRM writes are recorded, not performed.
 	Shadow bool `avro:"shadow" json:"shadow"`
+	// Consent flags that mail to this route implies for its sender, e.g. marketing -> true for a newsletter sign-up address, false for a support inbox; the enricher copies them to the contact. Empty when the route says nothing.
+	Consent map[string]bool `avro:"consent" json:"consent"`
 	// When the route was last changed (UTC).
 	UpdatedAt time.Time `avro:"updated_at" json:"updated_at"`
 }
