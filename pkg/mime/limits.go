@@ -164,12 +164,13 @@ type prescan struct {
 	cut      int      // offset to cut b at; -1 for none
 	deep     []int    // offsets of Content-Type names to replace by depthMarker
 	drops    [][2]int // bodies of too-deep containers, removed from the input, in order
+	blanks   [][2]int // text after the end of base64 data, blanked (see base64Junk)
 	warnings []Warning
 }
 
 // apply returns the input enmime should read: b itself when no limit was hit.
 func (s *prescan) apply() []byte {
-	if s.cut < 0 && len(s.deep) == 0 {
+	if s.cut < 0 && len(s.deep) == 0 && len(s.blanks) == 0 {
 		return s.b
 	}
 	end := len(s.b)
@@ -181,6 +182,9 @@ func (s *prescan) apply() []byte {
 		if off+len(depthMarker) <= len(out) {
 			copy(out[off:], depthMarker)
 		}
+	}
+	for _, r := range s.blanks {
+		blank(out, r[0], r[1])
 	}
 	if len(s.drops) == 0 {
 		return out
@@ -320,6 +324,12 @@ func (s *prescan) leaf(start, end int, cte string) bool {
 		n = 0
 	}
 	base64 := strings.EqualFold(strings.TrimSpace(cte), "base64")
+	if base64 && end > start {
+		if from, to, ok := base64Junk(s.b[start:end]); ok {
+			s.blanks = append(s.blanks, [2]int{start + from, start + to})
+			s.warnings = append(s.warnings, Warning{Name: WarnPartMalformed, Detail: "text after the end of the base64 data (its padding) was ignored"})
+		}
+	}
 	est := n
 	if base64 {
 		est = n * 3 / 4

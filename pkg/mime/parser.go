@@ -82,7 +82,7 @@ func NewParser(opts ...Option) (*Parser, error) {
 			// Keep going past broken parts and record them instead (habit 12).
 			enmime.SkipMalformedParts(true),
 			enmime.MultipartWOBoundaryAsSinglePart(true),
-			enmime.SetReadPartErrorPolicy(enmime.AllowCorruptTextPartErrorPolicy),
+			enmime.SetReadPartErrorPolicy(keepCorruptBase64),
 			enmime.MaxStoredPartErrors(16),
 			// Trust declared charsets; undeclared ones are decided in repairText (see
 			// undeclaredCharset).
