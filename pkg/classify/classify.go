@@ -197,7 +197,7 @@ func (c *Classifier) Classify(ctx context.Context, msg *events.Parsed) (events.C
 	}
 
 	set := c.opts.rules.Current()
-	res, err := set.Evaluate(ctx, factsOf(msg, cl.Kind, score))
+	res, err := set.Evaluate(ctx, Facts(msg, cl.Kind, score))
 	if err != nil {
 		return cl, fmt.Errorf("evaluating rules for %s: %w", msg.ID, err)
 	}

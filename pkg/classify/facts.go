@@ -6,8 +6,9 @@ import (
 	"github.com/mailpipe/mailpipe/pkg/rules"
 )
 
-// factsOf maps a parsed record, its kind and spam score onto what rule conditions see.
-func factsOf(msg *events.Parsed, kind string, spamScore float64) rules.Facts {
+// Facts maps a parsed record, its kind and spam score onto what rule conditions see (what the
+// classifier evaluates its rules over; `mailpipe rules simulate` uses it too).
+func Facts(msg *events.Parsed, kind string, spamScore float64) rules.Facts {
 	f := rules.Facts{
 		Subject:      msg.Subject,
 		Text:         msg.Text,

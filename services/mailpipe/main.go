@@ -1,6 +1,7 @@
 // Command mailpipe is the operator CLI: `dev` runs the whole pipeline in one process on embedded
-// Kafka and Redis; `send` injects a message; `tail` decodes any topic to JSON lines; `topics
-// apply` creates and configures the topics.
+// Kafka and Redis; `send` injects a message; `tail` decodes any topic to JSON lines; `parse` and
+// `classify` show what the pipeline makes of a message; `rules` checks and simulates rules
+// files; `topics apply` creates and configures the topics; `routes` manages address routes.
 package main
 
 import (
@@ -21,6 +22,8 @@ commands:
   send FILE...   send raw RFC 5322 messages over SMTP (or HTTP with --http)
   tail TOPIC     decode a topic's records to JSON lines
   parse FILE...  print the mail.parsed.v1 record of raw messages as JSON (- for stdin)
+  classify FILE... print the mail.classified.v1 record of raw messages as JSON
+  rules          check a rules file, or simulate one over a topic's recent records
   topics apply   create missing topics and set their configs
   routes         add, list, show, rm or import address routes (mail.routes.v1)
 
@@ -42,6 +45,10 @@ func run(ctx context.Context, env app.Env) error {
 		return runTail(ctx, env)
 	case "parse":
 		return runParse(ctx, env)
+	case "classify":
+		return runClassify(ctx, env)
+	case "rules":
+		return runRules(ctx, env)
 	case "topics":
 		return runTopics(ctx, env)
 	case "routes":
