@@ -42,5 +42,5 @@ func ExampleDecodeYAML() {
 `))
 	fmt.Println(err)
 	// Output:
-	// invalid route: routes[1] (line 4): tennant: unknown field; the fields are id, pattern, tenant, integration_key, pipeline, crm_targets, rules_set, allow_senders, deny_senders, max_size, shadow, updated_at
+	// invalid route: routes[1] (line 4): tennant: unknown field; the fields are id, pattern, tenant, integration_key, pipeline, crm_targets, rules_set, allow_senders, deny_senders, max_size, shadow, consent, updated_at
 }

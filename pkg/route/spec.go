@@ -3,6 +3,7 @@ package route
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strconv"
@@ -30,6 +31,9 @@ type Spec struct {
 	// MaxSize in bytes; 0 uses the server default.
 	MaxSize int64 `json:"max_size" yaml:"max_size,omitempty"`
 	Shadow  bool  `json:"shadow" yaml:"shadow,omitempty"`
+	// Consent maps consent flag names (lower-case, e.g. marketing) to what mail to this route
+	// implies; the enricher copies them to the sender's contact.
+	Consent map[string]bool `json:"consent" yaml:"consent,omitempty"`
 	// UpdatedAt is set by the store when the route is written; it is ignored on input, so a
 	// listing can be imported again.
 	UpdatedAt *time.Time `json:"updated_at,omitempty" yaml:"updated_at,omitempty"`
@@ -41,6 +45,7 @@ func (s Spec) Route() events.Route {
 		ID: s.ID, Pattern: s.Pattern, Tenant: s.Tenant, IntegrationKey: s.IntegrationKey,
 		Pipeline: s.Pipeline, CRMTargets: s.CRMTargets, RulesSet: s.RulesSet,
 		AllowSenders: s.AllowSenders, DenySenders: s.DenySenders, MaxSize: s.MaxSize, Shadow: s.Shadow,
+		Consent: s.Consent,
 	}
 }
 
@@ -53,6 +58,10 @@ func SpecOf(r events.Route) Spec {
 		CRMTargets:   orEmpty(r.CRMTargets),
 		AllowSenders: orEmpty(r.AllowSenders),
 		DenySenders:  orEmpty(r.DenySenders),
+		Consent:      maps.Clone(r.Consent),
+	}
+	if s.Consent == nil {
+		s.Consent = map[string]bool{}
 	}
 	if !r.UpdatedAt.IsZero() {
 		t := r.UpdatedAt.UTC()

@@ -96,6 +96,7 @@ func TestSpecRoundTrip(t *testing.T) {
 	r := events.Route{
 		ID: "sales", Pattern: "sales@in.example.com", Tenant: "acme", IntegrationKey: "k", Pipeline: "p",
 		CRMTargets: []string{"hubspot"}, RulesSet: "r", AllowSenders: []string{"*@x.example"}, MaxSize: 5, Shadow: true,
+		Consent:   map[string]bool{"marketing": true, "sales_contact": false},
 		UpdatedAt: time.Date(2025, 1, 2, 3, 4, 5, 6000, time.UTC),
 	}
 	y, err := yaml.Marshal([]route.Spec{route.SpecOf(r)})
@@ -116,7 +117,7 @@ func TestSpecRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := `{"id":"x","pattern":"x@y.example","tenant":"t","integration_key":"","pipeline":"","crm_targets":[],"rules_set":"","allow_senders":[],"deny_senders":[],"max_size":0,"shadow":false}`; string(j) != want {
+	if want := `{"id":"x","pattern":"x@y.example","tenant":"t","integration_key":"","pipeline":"","crm_targets":[],"rules_set":"","allow_senders":[],"deny_senders":[],"max_size":0,"shadow":false,"consent":{}}`; string(j) != want {
 		t.Errorf("JSON = %s\nwant %s", j, want)
 	}
 }

@@ -123,6 +123,7 @@ func TestCanonicalProblems(t *testing.T) {
 			[]string{`crm_targets[1]: "webhook" is listed twice`},
 		},
 		{"negative size", events.Route{Pattern: "a@b.example", Tenant: "t", MaxSize: -1}, []string{"max_size: -1 is negative"}},
+		{"consent flag not snake case", events.Route{Pattern: "a@b.example", Tenant: "t", Consent: map[string]bool{"marketing": true, "Sales-Contact": false}}, []string{`consent: flag "Sales-Contact": use 1 to 64`}},
 		{"bad id", events.Route{ID: "a b", Pattern: "a@b.example", Tenant: "t"}, []string{`id: "a b": use letters`}},
 		{"long id", events.Route{ID: strings.Repeat("a", 129), Pattern: "a@b.example", Tenant: "t"}, []string{"id: is longer than 128"}},
 		{"bad pipeline", events.Route{Pattern: "a@b.example", Tenant: "t", Pipeline: "two words"}, []string{"pipeline: \"two words\" contains space"}},

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"unicode"
@@ -103,6 +104,7 @@ const (
 	maxNameLen  = 256
 	maxListLen  = 1000
 	maxTenant   = 63
+	maxFlagLen  = 64
 	idPrefix    = "r-"
 	idHashBytes = 8
 )
@@ -197,6 +199,15 @@ func canonical(r events.Route, index int) (events.Route, Pattern, []Problem) {
 		*l.list = out
 	}
 
+	if len(r.Consent) > maxListLen {
+		bad("consent", "sets %d flags; at most %d are allowed", len(r.Consent), maxListLen)
+	}
+	for _, name := range slices.Sorted(maps.Keys(r.Consent)) {
+		if !validFlag(name) {
+			bad("consent", "flag %q: use 1 to %d lower-case letters, digits or '_', starting with a letter", name, maxFlagLen)
+		}
+	}
+
 	if r.MaxSize < 0 {
 		bad("max_size", "%d is negative: give a size in bytes, or 0 for the server default", r.MaxSize)
 	}
@@ -230,6 +241,20 @@ func ValidTenant(s string) bool {
 }
 
 func isAlnumLower(c byte) bool { return ('a' <= c && c <= 'z') || ('0' <= c && c <= '9') }
+
+// validFlag reports whether s is a consent flag name: lower-case snake case, so subscribers can
+// match flags without normalizing them.
+func validFlag(s string) bool {
+	if s == "" || len(s) > maxFlagLen || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if c := s[i]; !isAlnumLower(c) && c != '_' {
+			return false
+		}
+	}
+	return true
+}
 
 func validID(s string) bool {
 	isAlnum := func(c byte) bool { return isAlnumLower(c) || ('A' <= c && c <= 'Z') }
