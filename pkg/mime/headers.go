@@ -26,7 +26,8 @@ const maxLeadingJunkLines = 8
 
 // preprocess repairs what would stop enmime before the first header: a byte-order mark, classic
 // Mac (CR-only) line endings, leading white space, an mbox From_ line and other non-header lines
-// in front of the header block. It copies b only when it changes line endings.
+// in front of the header block, and a missing close delimiter at the end (closeFinalDelimiter).
+// It copies b only when it changes line endings or adds the close delimiter.
 func preprocess(b []byte) ([]byte, []Warning) {
 	var warns []Warning
 	if bytes.HasPrefix(b, []byte("\xef\xbb\xbf")) {
@@ -63,6 +64,10 @@ func preprocess(b []byte) ([]byte, []Warning) {
 			warns = append(warns, Warning{Name: name, Detail: fmt.Sprintf("skipped %d line(s) before the header: %q", len(skipped), skipped)})
 			b = rest
 		}
+	}
+	if fixed, w := closeFinalDelimiter(b); w != nil {
+		b = fixed
+		warns = append(warns, *w)
 	}
 	return b, warns
 }

@@ -168,6 +168,8 @@ func TestPreprocess(t *testing.T) {
 		{"CR-only line endings", "Subject: s\r\rbody", "Subject: s\n\nbody", WarnLineEndings},
 		{"byte-order mark", "\xef\xbb\xbfSubject: s\n\nb", "Subject: s\n\nb", WarnByteOrderMark},
 		{"not a message", "// Not an RFC-822 Document", "// Not an RFC-822 Document", ""},
+		{"final delimiter not closed", "Content-Type: multipart/mixed; boundary=\"b\"\n\n--b\n\nx\n--b\n", "Content-Type: multipart/mixed; boundary=\"b\"\n\n--b\n\nx\n--b--\n", WarnBoundaryMissing},
+		{"final line only looks like a delimiter", "Content-Type: text/plain\n\nthanks\n--j.\n", "Content-Type: text/plain\n\nthanks\n--j.\n", ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			got, warns := preprocess([]byte(tt.in))
