@@ -330,6 +330,14 @@ func (s *prescan) leaf(start, end int, cte string) bool {
 			s.warnings = append(s.warnings, Warning{Name: WarnPartMalformed, Detail: "text after the end of the base64 data (its padding) was ignored"})
 		}
 	}
+	if strings.EqualFold(strings.TrimSpace(cte), "quoted-printable") {
+		if i := len(bytes.TrimRight(s.b[start:end], " \t")) - 1; i >= 0 && s.b[start+i] == '=' {
+			// A soft line break ends the part, its line break being the delimiter's (HTML often
+			// ends "</html>=" before the delimiter): enmime's QP cleaner keeps that '=' as text;
+			// as a space it is trailing white space, which QP decoding drops.
+			s.blanks = append(s.blanks, [2]int{start + i, start + i + 1})
+		}
+	}
 	est := n
 	if base64 {
 		est = n * 3 / 4

@@ -31,7 +31,7 @@ func TestBase64Junk(t *testing.T) {
 	}
 }
 
-func TestParseBase64Repairs(t *testing.T) {
+func TestParseTransferEncodingRepairs(t *testing.T) {
 	head := "From: a@example.com\r\nDate: Mon, 23 Nov 2026 10:30:00 +0000\r\nMessage-ID: <x@y>\r\n"
 	for _, tt := range []struct {
 		name     string
@@ -48,6 +48,11 @@ func TestParseBase64Repairs(t *testing.T) {
 			"truncated base64 attachment keeps what decodes",
 			head + "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: image/jpeg\r\nContent-Transfer-Encoding: base64\r\n\r\nQUJDREVGR0hJ\r\nSktM\r\nQ\r\n--b--\r\n",
 			"hi", 12,
+		},
+		{
+			"quoted-printable part ending with a soft line break",
+			head + "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nsoft=\r\nbreak=\r\n--b--\r\n",
+			"softbreak", -1,
 		},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
