@@ -9,10 +9,14 @@
 // Each line: {path, ok, error, subject, from: {address, name} | null, to: [{address, name}],
 // text, attachments: [{filename, size, sha256, contentType}]}.
 //
-// Both parsers run with their default options: the point is to compare with what their users
-// get. The output is the parser's own values, normalized only where the two APIs differ in
-// shape (groups are flattened to their members, since mailpipe lists group members; a missing
-// value is "" / null / []).
+// Both parsers run with their default options except where an option selects the semantics
+// mailpipe documents, so that a difference means a different reading of the message rather than
+// a different policy: a message/rfc822 part (forwarded mail) is always an attachment, never
+// merged into the body (mailparser ignoreEmbedded, postal-mime forceRfc822Attachments), and a
+// message/delivery-status part is an attachment, not text appended to the body (mailparser
+// keepDeliveryStatus; postal-mime does so already). The output is the parser's own values,
+// normalized only where the two APIs differ in shape (groups are flattened to their members,
+// since mailpipe lists group members; a missing value is "" / null / []).
 
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -38,7 +42,7 @@ function flatten(list) {
 
 const parsers = {
     async mailparser(raw) {
-        const m = await simpleParser(raw);
+        const m = await simpleParser(raw, { ignoreEmbedded: true, keepDeliveryStatus: true });
         // An AddressObject, or an array of them when the header is repeated.
         const objs = (v) => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
         const from = flatten(objs(m.from).flatMap((o) => o.value));
@@ -59,7 +63,7 @@ const parsers = {
     },
 
     async 'postal-mime'(raw) {
-        const m = await PostalMime.parse(raw);
+        const m = await PostalMime.parse(raw, { forceRfc822Attachments: true });
         const from = flatten(m.from ? [m.from] : []);
         return {
             subject: m.subject ?? '',
