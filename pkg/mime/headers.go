@@ -62,7 +62,7 @@ func preprocess(b []byte) ([]byte, []Warning) {
 				name = WarnMboxFromLine
 			}
 			warns = append(warns, Warning{Name: name, Detail: fmt.Sprintf("skipped %d line(s) before the header: %q", len(skipped), skipped)})
-			b = rest
+			b = bsmtpEnd(rest, skipped)
 		}
 	}
 	if fixed, w := closeFinalDelimiter(b); w != nil {

@@ -164,6 +164,7 @@ func TestPreprocess(t *testing.T) {
 		{"clean", "From: a@x\n\nbody", "From: a@x\n\nbody", ""},
 		{"mbox From_ line", "From a@x Mon Jan 1 00:00:00 2024\nFrom: a@x\n\nb", "From: a@x\n\nb", WarnMboxFromLine},
 		{"BSMTP wrapper", "HELO x\nMAIL FROM:<a@x>\nRCPT TO:<b@y>\nDATA\nTo: b@y\n\nb", "To: b@y\n\nb", WarnLeadingJunk},
+		{"BSMTP wrapper with its end", "HELO x\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\nTo: b@y\r\n\r\nb\r\n.\r\nQUIT\r\n\r\n", "To: b@y\r\n\r\nb\r\n", WarnLeadingJunk},
 		{"leading white space", "   \n  \nSubject: s\n\nb", "Subject: s\n\nb", WarnLeadingJunk},
 		{"CR-only line endings", "Subject: s\r\rbody", "Subject: s\n\nbody", WarnLineEndings},
 		{"byte-order mark", "\xef\xbb\xbfSubject: s\n\nb", "Subject: s\n\nb", WarnByteOrderMark},
