@@ -107,27 +107,28 @@ func (s *splitter) skipJunk() error {
 		s.off++
 	}
 	p, _ := s.in.Peek(s.in.Size())
+	firstLine := func(b []byte) (line []byte, n int) {
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			return trimEOL(b[:i+1]), i + 1
+		}
+		return b, len(b)
+	}
 	rest, skipped := p, 0
 	for range 8 {
-		i := bytes.IndexByte(rest, '\n')
-		if i < 0 {
-			return nil // a line longer than the buffer, or the last one: not a message start
-		}
-		line := trimEOL(rest[:i+1])
+		line, n := firstLine(rest)
 		if len(line) == 0 || isFieldLine(line) {
 			break
 		}
+		if n == len(rest) {
+			return nil // junk up to the end of what is buffered: no header follows in sight
+		}
 		skipped++
-		rest = rest[i+1:]
+		rest = rest[n:]
 	}
-	if skipped == 0 || len(rest) == 0 {
+	if skipped == 0 {
 		return nil
 	}
-	line := rest
-	if i := bytes.IndexByte(rest, '\n'); i >= 0 {
-		line = trimEOL(rest[:i+1])
-	}
-	if isFieldLine(line) {
+	if line, _ := firstLine(rest); isFieldLine(line) {
 		n := len(p) - len(rest)
 		s.skel.Write(p[:n])
 		_, _ = s.in.Discard(n)
@@ -380,12 +381,22 @@ func (s *splitter) opaque(h *header, reason string) error {
 func (s *splitter) leaf(h *header, id, mtype string) error {
 	br := &bodyReader{s: s, end: -1}
 	s.body.Reset()
-	limit := s.opt.Threshold + 1
+	// Read a first piece, then, for a body that goes on, size the buffer once rather than let it
+	// double its way past the threshold.
+	limit := min(s.opt.Threshold+1, 64<<10)
 	for {
 		if _, err := s.body.ReadFrom(io.LimitReader(br, limit-int64(s.body.Len()))); err != nil {
 			return err
 		}
-		if br.exhausted() || !s.windowOpen(s.off) {
+		if br.exhausted() {
+			break
+		}
+		if limit < s.opt.Threshold+1 {
+			limit = s.opt.Threshold + 1
+			s.body.Grow(int(min(limit, 16<<20)) - s.body.Len() + bytes.MinRead) // a huge threshold is not a size
+			continue
+		}
+		if !s.windowOpen(s.off) {
 			break
 		}
 		limit = int64(s.body.Len()) + partStartWindow
@@ -393,6 +404,18 @@ func (s *splitter) leaf(h *header, id, mtype string) error {
 	if br.exhausted() && (int64(s.body.Len()) <= s.opt.Threshold || br.end >= 0 && s.windowOpen(br.end)) {
 		s.skel.Write(h.blank)
 		s.skel.Write(s.body.Bytes())
+		s.skel.Write(br.held())
+		return nil
+	}
+	if s.opt.Keep != nil && s.opt.Keep(mtype) {
+		s.skel.Write(h.blank)
+		s.skel.Write(s.body.Bytes())
+		if _, err := io.Copy(&s.skel, readerOnly{br}); err != nil {
+			return err
+		}
+		if br.err != nil {
+			return br.err
+		}
 		s.skel.Write(br.held())
 		return nil
 	}
@@ -440,7 +463,14 @@ func (h *header) mediaType() (string, map[string]string, bool) {
 func (s *splitter) header() (*header, error) {
 	h := &header{}
 	s.hline = s.hline[:0]
-	over := false
+	over := false // the line is longer than MaxLineLength: only its start is in hline
+	add := func(b []byte) {
+		if len(s.hline)+len(b) <= s.opt.MaxLineLength {
+			s.hline = append(s.hline, b...)
+		} else {
+			over = true
+		}
+	}
 	for {
 		c, err := s.next()
 		if errors.Is(err, io.EOF) {
@@ -451,34 +481,29 @@ func (s *splitter) header() (*header, error) {
 		if err != nil {
 			return nil, err
 		}
-		if c.hit.ok {
-			if b := c.before(); len(b) > 0 {
-				if c.start {
-					s.headerLine(h, over)
-					s.hline, over = s.hline[:0], false
+		if c.start {
+			if c.hit.ok && c.hit.kind != stopCut || c.kind == chunkLine && len(c.b) == eolLen(c.b) {
+				// A boundary line or the empty line: the block ends with the line before.
+				s.headerLine(h, over)
+				if c.hit.ok {
+					s.setStop(c)
+				} else {
+					h.blank = append([]byte(nil), c.b...)
 				}
-				s.skel.Write(b)
-				s.hline = append(s.hline, b[:min(len(b), max(0, s.opt.MaxLineLength-len(s.hline)))]...)
+				return h, nil
 			}
+			s.headerLine(h, over)
+			s.hline, over = s.hline[:0], false
+		}
+		if c.hit.ok { // cut in the middle of the line: the block ends there
+			s.skel.Write(c.before())
+			add(c.before())
 			s.setStop(c)
 			s.headerLine(h, over)
 			return h, nil
 		}
-		if c.start && c.kind == chunkLine && len(c.b) == eolLen(c.b) {
-			s.headerLine(h, over)
-			h.blank = append([]byte(nil), c.b...)
-			return h, nil
-		}
-		if c.start {
-			s.headerLine(h, over)
-			s.hline, over = s.hline[:0], false
-		}
 		s.skel.Write(c.b)
-		if len(s.hline)+len(c.b) <= s.opt.MaxLineLength {
-			s.hline = append(s.hline, c.b...)
-		} else {
-			over = true
-		}
+		add(c.b)
 	}
 }
 

@@ -18,7 +18,8 @@ import (
 // the empty line that ends it. Its value is "<n> <token>": n is the index of the part in
 // [Result.Parts], and token is drawn at random for each Split call, so that a field of the same
 // name already present in the message (sent by anyone) is never taken for one of ours. Use
-// [Result.Lookup] to resolve a value.
+// [Result.Lookup] to resolve a value. The value may be followed by blanks (padding, see
+// [Result]), which header parsers trim.
 const Header = "X-Mailpipe-Spooled"
 
 // Defaults of [Options].
@@ -49,7 +50,9 @@ const maxBoundary = 1000
 type Options struct {
 	// Threshold is the encoded body size, in bytes, above which a leaf part is spooled (default
 	// 1 MiB). A body is buffered up to Threshold bytes before it is known to be large, so peak
-	// memory grows with it.
+	// memory grows with it. Inside a multipart, a body is also kept unless it reaches past the
+	// first 4 KiB of its part (see the package doc), which matters only for thresholds below
+	// that.
 	Threshold int64
 	// TempDir is the directory spooled parts are written to, with os.CreateTemp (default
 	// os.TempDir()).
@@ -72,6 +75,10 @@ type Options struct {
 	// (default 64 KiB, at least [MinLineLength]). Longer lines still work: they are streamed in
 	// pieces of this size, and a line is told to be a boundary or not by its first piece.
 	MaxLineLength int
+	// Keep, when set, is asked for every leaf part above the threshold with its media type
+	// (lower case, no parameters; empty when the part has none): true keeps the body in the
+	// skeleton. The parser keeps text bodies, which it must read to fill the record's text.
+	Keep func(mediaType string) bool
 }
 
 // Validate reports option values that cannot work, one sentence each.
@@ -190,6 +197,11 @@ func (p *Part) Open() (io.ReadCloser, error) {
 // the line break before the part's closing boundary line stays in the skeleton. Everything else,
 // including line endings, preamble and epilogue texts and the parts below the threshold, is kept
 // byte for byte: when nothing is spooled, Skeleton equals the input.
+//
+// The inserted line ends with blanks when the spooled part sits in the first 4 KiB of an
+// enclosing part (a large part nested in a multipart that starts near it): enmime looks for
+// boundaries at every byte of a part's first 4 KiB, and the padding keeps what follows the
+// removed body out of that window, as it was in the input.
 type Result struct {
 	// Skeleton is the message without the spooled bodies. It is owned by the caller.
 	Skeleton []byte
