@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/mail"
@@ -64,8 +65,13 @@ type Config struct {
 
 // Input is what one message offers to the checks.
 type Input struct {
-	// Raw is the message as received (headers and body).
+	// Raw is the message as received (headers and body). When Open is set, only its header
+	// block is read from Raw.
 	Raw []byte
+	// Open, when set, returns the whole message again for DKIM's body hash: the parser holds
+	// large messages as a skeleton without their big bodies and streams them from the blob
+	// store instead.
+	Open func() (io.ReadCloser, error)
 	// ClientIP is the connecting SMTP client; SPF is skipped when invalid.
 	ClientIP netip.Addr
 	// MailFrom is the envelope sender (SMTP MAIL FROM), possibly empty.
@@ -162,7 +168,7 @@ func (v *Verifier) Verify(ctx context.Context, in Input) Result {
 	hdr := splitHeader(in.Raw)
 	res := Result{
 		SPF:             v.checkSPF(ctx, in),
-		DKIM:            v.checkDKIM(ctx, in.Raw, hdr),
+		DKIM:            v.checkDKIM(ctx, in, hdr),
 		ReceivedResults: v.trustedResults(hdr),
 	}
 	fromDomain := in.FromDomain
@@ -198,7 +204,7 @@ func spfDomain(in Input) string {
 	return normDomain(in.Helo)
 }
 
-func (v *Verifier) checkDKIM(ctx context.Context, raw []byte, hdr []field) []DKIMResult {
+func (v *Verifier) checkDKIM(ctx context.Context, in Input, hdr []field) []DKIMResult {
 	var out []DKIMResult
 	for _, f := range hdr {
 		if strings.EqualFold(f.name, "DKIM-Signature") {
@@ -209,7 +215,20 @@ func (v *Verifier) checkDKIM(ctx context.Context, raw []byte, hdr []field) []DKI
 	if len(out) == 0 {
 		return []DKIMResult{}
 	}
-	verifs, err := dkim.VerifyWithOptions(bytes.NewReader(raw), &dkim.VerifyOptions{
+	var msg io.Reader = bytes.NewReader(in.Raw)
+	if in.Open != nil {
+		rc, err := in.Open()
+		if err != nil {
+			v.logger.DebugContext(ctx, "dkim: reopening the message", "err", err)
+			for i := range out {
+				out[i].Result = ResultTempError
+			}
+			return out
+		}
+		defer func() { _ = rc.Close() }()
+		msg = rc
+	}
+	verifs, err := dkim.VerifyWithOptions(msg, &dkim.VerifyOptions{
 		LookupTXT:        func(name string) ([]string, error) { return v.resolver.LookupTXT(ctx, name) },
 		MaxVerifications: v.maxDKIM,
 	})

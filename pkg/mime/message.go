@@ -114,6 +114,9 @@ type Attachment struct {
 	// text/rfc822-headers parts (see [NestedType]) within Limits.MaxNestedDepth; nil otherwise.
 	// Its attachments have no Content: their bytes are inside this part's Content.
 	Message *Message `json:"message,omitempty"`
+	// Spooled is set, and Content nil, for a part whose body was moved out before parsing
+	// ([Parser.ParseSpooled]).
+	Spooled *Spooled `json:"-"`
 }
 
 // Header is one top-level header field.

@@ -41,7 +41,7 @@ func (p *Parser) describeNested(m *Message, level int, w *warnings) {
 			// the part ended with.
 			content = append(content[:len(content):len(content)], "\r\n\r\n"...)
 		}
-		nm, err := p.parse(content, level+1)
+		nm, err := p.parse(content, level+1, nil)
 		if err != nil {
 			w.add(Warning{
 				Name:   WarnNestedUnreadable,

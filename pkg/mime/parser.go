@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -100,11 +101,36 @@ func (p *Parser) Limits() Limits { return p.cfg.limits }
 // Parse parses one raw RFC 5322 message. It returns an error ([ErrNoHeaders]) only when not
 // even a header field can be read; every other problem is reported in Message.Warnings and
 // Message.Status. The returned Message does not share memory with raw.
-func (p *Parser) Parse(raw []byte) (*Message, error) { return p.parse(raw, 0) }
+func (p *Parser) Parse(raw []byte) (*Message, error) { return p.parse(raw, 0, nil) }
+
+// SpoolLookup resolves the value of a [SpoolHeader] field of a part to the description of the
+// body that was moved out of the message (package spool); false for a value it did not write.
+type SpoolLookup func(value string) (Spooled, bool)
+
+// SpoolHeader names the header field a part whose body was spooled carries (spool.Header).
+const SpoolHeader = "X-Mailpipe-Spooled"
+
+// Spooled describes a part whose body is not in the message given to [Parser.ParseSpooled].
+type Spooled struct {
+	// Key is the SpoolHeader value that named the part; the caller resolves it to the bytes.
+	Key string
+	// Size and SHA256 describe the decoded body; Head holds its first bytes, for sniffing.
+	Size   int64
+	SHA256 string
+	Head   []byte
+}
+
+// ParseSpooled parses raw, a message whose large bodies were moved out beforehand (package
+// spool): a part carrying a SpoolHeader field that lookup resolves is listed as an attachment
+// with the spooled body's size, hash and sniffed type, and Attachment.Spooled set; its Content
+// is nil. Nested messages inside spooled parts are not described.
+func (p *Parser) ParseSpooled(raw []byte, lookup SpoolLookup) (*Message, error) {
+	return p.parse(raw, 0, lookup)
+}
 
 // parse parses a message at nesting level (0 for the message itself, 1 for a message attached
 // to it, ...).
-func (p *Parser) parse(raw []byte, level int) (*Message, error) {
+func (p *Parser) parse(raw []byte, level int, spooled SpoolLookup) (*Message, error) {
 	w := &warnings{max: p.cfg.maxWarnings}
 	b, pre := preprocess(raw)
 	w.add(pre...)
@@ -119,6 +145,14 @@ func (p *Parser) parse(raw []byte, level int) (*Message, error) {
 	}
 	m := &Message{}
 	p.readHeaders(m, fieldSet(fields), w)
+	if spooled != nil {
+		// A spooled single-part message carries the spool's field in its own header: it is
+		// ours, not the sender's.
+		m.Headers = slices.DeleteFunc(m.Headers, func(h Header) bool {
+			_, ours := spooled(h.Value)
+			return ours && strings.EqualFold(h.Name, SpoolHeader)
+		})
+	}
 
 	scan := runPrescan(b, p.cfg.limits)
 	w.add(scan.warnings...)
@@ -143,7 +177,7 @@ func (p *Parser) parse(raw []byte, level int) (*Message, error) {
 				w.add(x)
 			}
 		}
-		if err := p.readBody(m, root, w); err != nil {
+		if err := p.readBody(m, root, w, spooled); err != nil {
 			failed = true
 			w.add(Warning{Name: WarnMIMEUnreadable, Severe: true, Detail: "reading MIME body: " + safeDetail(err)})
 		} else {
@@ -261,7 +295,7 @@ func contains(list []string, s string) bool {
 }
 
 // readBody fills text, HTML and attachments from enmime's tree.
-func (p *Parser) readBody(m *Message, root *enmime.Part, w *warnings) error {
+func (p *Parser) readBody(m *Message, root *enmime.Part, w *warnings, spooled SpoolLookup) error {
 	env, err := p.enmime.EnvelopeFromPart(root)
 	if err != nil {
 		return err
@@ -299,7 +333,17 @@ func (p *Parser) readBody(m *Message, root *enmime.Part, w *warnings) error {
 		if part == root && strings.HasPrefix(part.ContentType, "multipart/") && part.Boundary != "" {
 			return false // an empty multipart, not an attachment
 		}
-		m.Attachments = append(m.Attachments, attachment(part, m.HTML))
+		a := attachment(part, m.HTML)
+		if spooled != nil {
+			for _, v := range part.Header.Values(SpoolHeader) {
+				if sp, ok := spooled(v); ok {
+					a.Size, a.SHA256, a.SniffedType, a.Content = sp.Size, sp.SHA256, sniff(sp.Head), nil
+					a.Spooled = &sp
+					m.Stats.DecodedSize += sp.Size
+				}
+			}
+		}
+		m.Attachments = append(m.Attachments, a)
 		return false
 	})
 	return nil

@@ -23,7 +23,7 @@ const (
 )
 
 // build maps the parsed message onto the mail.parsed.v1 record.
-func (p *Parser) build(in *events.Raw, key, raw []byte, m *mime.Message, refs map[string]string) *events.Parsed {
+func (p *Parser) build(in *events.Raw, key []byte, src *source, m *mime.Message, refs map[string]string) *events.Parsed {
 	out := &events.Parsed{
 		ID:          in.ID,
 		ThreadKey:   in.ThreadKey,
@@ -64,9 +64,9 @@ func (p *Parser) build(in *events.Raw, key, raw []byte, m *mime.Message, refs ma
 			out.ParseStatus = string(mime.StatusPartial)
 		}
 	}
-	sum := digest(raw)
+	sum := src.sha256
 	if out.RawSize == 0 {
-		out.RawSize = int64(len(raw))
+		out.RawSize = src.size
 	}
 	switch {
 	case out.RawSha256 == "":
@@ -76,7 +76,7 @@ func (p *Parser) build(in *events.Raw, key, raw []byte, m *mime.Message, refs ma
 	}
 
 	out.Bcc = bcc(in.Envelope.RcptTo, m.To, m.Cc)
-	out.ExternalID = externalID(in, raw, m)
+	out.ExternalID = externalID(in, src, m)
 
 	var cut bool
 	if out.Text, cut = truncate(m.Text, p.opts.maxBodySize); cut {
@@ -231,7 +231,7 @@ func asciiForm(a mime.Address) string {
 // the envelope sender when the message has no From). A message without a Message-ID gets the
 // synthetic id ingress derived its thread key from (thread.SyntheticID over the same raw
 // header values and body digest), so the id is stable across redeliveries and stages.
-func externalID(in *events.Raw, raw []byte, m *mime.Message) string {
+func externalID(in *events.Raw, src *source, m *mime.Message) string {
 	sender := in.Envelope.MailFrom
 	if m.From != nil && m.From.Address != "" {
 		sender = m.From.Address
@@ -241,7 +241,7 @@ func externalID(in *events.Raw, raw []byte, m *mime.Message) string {
 		msgID = in.MessageID
 	}
 	if msgID == "" {
-		msgID = syntheticID(raw)
+		msgID = src.synthetic()
 	}
 	return mailid.ExternalID(msgID, sender)
 }

@@ -41,6 +41,8 @@ import (
 	"github.com/mailpipe/mailpipe/pkg/mailauth"
 	"github.com/mailpipe/mailpipe/pkg/mime"
 	"github.com/mailpipe/mailpipe/pkg/serde"
+	"github.com/mailpipe/mailpipe/pkg/spool"
+	"github.com/mailpipe/mailpipe/pkg/thread"
 )
 
 // BlobStore stores attachment bytes. blob.Store implements it. Put must be idempotent for equal
@@ -77,6 +79,8 @@ func (f optionFunc) apply(o *options) { f(o) }
 
 type options struct {
 	rawBlobs       BlobGetter
+	spoolThreshold int64
+	spoolDir       string
 	auth           *mailauth.Verifier
 	now            func() time.Time
 	limits         mime.Limits
@@ -104,6 +108,13 @@ func WithAuth(v *mailauth.Verifier) Option { return optionFunc(func(o *options) 
 // from g instead of from the attachment store given to [New], for deployments (and `mailpipe
 // parse`) that keep the two apart.
 func WithRawBlobs(g BlobGetter) Option { return optionFunc(func(o *options) { o.rawBlobs = g }) }
+
+// WithSpool sets how raw messages read from the blob store are held: attachment bodies larger
+// than threshold bytes (default spool.DefaultThreshold, 1 MiB) go to temporary files in dir
+// (default os.TempDir()) instead of memory, so a message's size does not bound the parser's.
+func WithSpool(threshold int64, dir string) Option {
+	return optionFunc(func(o *options) { o.spoolThreshold, o.spoolDir = threshold, dir })
+}
 
 // WithClock sets the clock parsed_at is taken from (default time.Now), for tests.
 func WithClock(now func() time.Time) Option { return optionFunc(func(o *options) { o.now = now }) }
@@ -190,18 +201,20 @@ func New(codec *serde.Codec, blobs BlobStore, log *slog.Logger, opts ...Option) 
 // store I/O errors unclassified (retryable).
 func (p *Parser) Handle(ctx context.Context, rec *kgo.Record) ([]*kgo.Record, error) {
 	var in events.Raw
-	if err := p.codec.Decode(ctx, kafka.TopicRaw, rec.Value, &in); err != nil {
+	err := p.codec.Decode(ctx, kafka.TopicRaw, rec.Value, &in)
+	if err != nil {
 		if ctx.Err() != nil {
 			// A registry lookup cut short by the attempt deadline says nothing about the record.
 			return nil, fmt.Errorf("decoding raw record: %w", errors.Join(err, ctx.Err()))
 		}
 		return nil, failure.Wrap(failure.Schema, fmt.Errorf("decoding raw record: %w", err))
 	}
-	raw, err := p.rawBytes(ctx, &in)
-	if err != nil {
-		return nil, err
+	var out *events.Parsed
+	if in.Raw != nil && (len(*in.Raw) > 0 || in.RawBlobRef == nil) {
+		out, err = p.Parse(ctx, &in, rec.Key, *in.Raw)
+	} else {
+		out, err = p.parseStored(ctx, &in, rec.Key)
 	}
-	out, err := p.Parse(ctx, &in, rec.Key, raw)
 	if err != nil {
 		return nil, err
 	}
@@ -236,22 +249,27 @@ func (p *Parser) Parse(ctx context.Context, in *events.Raw, key, raw []byte) (*e
 	if err != nil {
 		return nil, failure.Wrap(failure.Parse, fmt.Errorf("parsing message %s: %w", in.ID, err))
 	}
-	refs, err := p.storeAttachments(ctx, in.ID, m.Attachments)
+	return p.finish(ctx, in, key, whole(raw), m)
+}
+
+// finish stores the attachments of m, builds the record and authenticates it.
+func (p *Parser) finish(ctx context.Context, in *events.Raw, key []byte, src *source, m *mime.Message) (*events.Parsed, error) {
+	refs, err := p.storeAttachments(ctx, in.ID, m.Attachments, src.spooled)
 	if err != nil {
 		return nil, err
 	}
-	out := p.build(in, key, raw, m, refs)
+	out := p.build(in, key, src, m, refs)
 	if p.opts.auth != nil {
-		out.Authentication = p.authenticate(ctx, in, out, raw)
+		out.Authentication = p.authenticate(ctx, in, out, src)
 	}
 	return out, nil
 }
-
-// rawBytes returns the raw message of in, inline or from the blob store.
-func (p *Parser) rawBytes(ctx context.Context, in *events.Raw) ([]byte, error) {
+// parseStored parses a raw message ingress put in the blob store (claim check) without holding
+// it: the blob streams through spool.Split, which moves the large attachment bodies to
+// temporary files while the message's digests are computed, and only the skeleton is parsed.
+// Spooled attachments stream from their files to the blob store, and DKIM reads the blob again.
+func (p *Parser) parseStored(ctx context.Context, in *events.Raw, key []byte) (*events.Parsed, error) {
 	switch {
-	case in.Raw != nil && (len(*in.Raw) > 0 || in.RawBlobRef == nil):
-		return *in.Raw, nil
 	case in.RawBlobRef == nil || *in.RawBlobRef == "":
 		return nil, failure.New(failure.Parse, fmt.Sprintf("raw record %s carries neither the message nor a blob ref", in.ID))
 	case p.getter == nil && p.blobs == nil:
@@ -260,28 +278,100 @@ func (p *Parser) rawBytes(ctx context.Context, in *events.Raw) ([]byte, error) {
 		return nil, failure.New(failure.Parse, "raw message in blob store but the blob store cannot read")
 	}
 	ref := *in.RawBlobRef
+	blobErr := func(err error) error {
+		err = fmt.Errorf("reading raw message %s from %s: %w", in.ID, ref, err)
+		if permanentBlobError(err) {
+			return failure.Wrap(failure.Parse, err)
+		}
+		return err // I/O: retry
+	}
 	rc, err := p.getter.Get(ctx, ref)
 	if err != nil {
-		err = fmt.Errorf("reading raw message %s from %s: %w", in.ID, ref, err)
-		if permanentBlobError(err) {
-			return nil, failure.Wrap(failure.Parse, err)
-		}
-		return nil, err // I/O: retry
+		return nil, blobErr(err)
 	}
 	defer func() { _ = rc.Close() }()
-	raw, err := io.ReadAll(io.LimitReader(rc, p.opts.maxRawSize+1))
+	sum, body := sha256.New(), thread.NewBodyHasher()
+	lr := &io.LimitedReader{R: rc, N: p.opts.maxRawSize + 1}
+	var n countingWriter
+	res, err := spool.Split(ctx, io.TeeReader(lr, io.MultiWriter(sum, body, &n)), spool.Options{
+		Threshold:      p.opts.spoolThreshold,
+		TempDir:        p.opts.spoolDir,
+		MaxDecodedSize: p.opts.limits.MaxDecodedSize,
+		MaxParts:       p.opts.limits.MaxParts,
+		MaxDepth:       p.opts.limits.MaxDepth,
+		Keep:           keepInSkeleton,
+	})
 	if err != nil {
-		err = fmt.Errorf("reading raw message %s from %s: %w", in.ID, ref, err)
-		if permanentBlobError(err) {
-			return nil, failure.Wrap(failure.Parse, err)
-		}
-		return nil, err
+		return nil, blobErr(err)
 	}
-	if int64(len(raw)) > p.opts.maxRawSize {
+	defer func() { _ = res.Close() }()
+	if int64(n) > p.opts.maxRawSize {
 		return nil, failure.New(failure.Parse, fmt.Sprintf("raw message %s is larger than %d bytes", in.ID, p.opts.maxRawSize))
 	}
-	return raw, nil
+	m, err := p.mime.ParseSpooled(res.Skeleton, func(v string) (mime.Spooled, bool) {
+		sp, ok := res.Lookup(v)
+		if !ok {
+			return mime.Spooled{}, false
+		}
+		return mime.Spooled{Key: v, Size: sp.Size, SHA256: sp.SHA256, Head: sp.Head}, true
+	})
+	if err != nil {
+		return nil, failure.Wrap(failure.Parse, fmt.Errorf("parsing message %s: %w", in.ID, err))
+	}
+	for _, w := range res.Warnings {
+		m.Warnings = append(m.Warnings, mime.Warning{Name: w.Name, Detail: w.Detail, Severe: w.Severe})
+		if w.Severe && m.Status == mime.StatusOK {
+			m.Status = mime.StatusPartial
+		}
+	}
+	digest := thread.SyntheticID(thread.ReadHeaders(res.Skeleton, body.Digest()))
+	src := &source{
+		head:      res.Skeleton,
+		size:      int64(n),
+		sha256:    hex.EncodeToString(sum.Sum(nil)),
+		synthetic: func() string { return digest },
+		open:      func() (io.ReadCloser, error) { return p.getter.Get(ctx, ref) },
+		spooled: func(key string) (io.ReadCloser, error) {
+			sp, ok := res.Lookup(key)
+			if !ok {
+				return nil, fmt.Errorf("spooled part %q not found", key)
+			}
+			return sp.Open()
+		},
+	}
+	return p.finish(ctx, in, key, src, m)
 }
+
+// keepInSkeleton keeps text bodies in the skeleton however large: the record's text is read
+// from them. Attachments of every other type may be spooled.
+func keepInSkeleton(mediaType string) bool {
+	return mediaType == "" || mediaType == "text/plain" || mediaType == "text/html"
+}
+
+// source is the raw message as the parser holds it: whole, or as a skeleton whose large bodies
+// were spooled (parseStored).
+type source struct {
+	// head is the whole message, or the skeleton; its header block is the message's.
+	head []byte
+	// size and sha256 describe the whole raw message.
+	size   int64
+	sha256 string
+	// synthetic is ingress's synthetic id for the message (thread.SyntheticID).
+	synthetic func() string
+	// open returns the whole message again (DKIM); nil when head is the whole message.
+	open func() (io.ReadCloser, error)
+	// spooled opens a spooled body by its mime.Spooled key; nil when nothing was spooled.
+	spooled func(key string) (io.ReadCloser, error)
+}
+
+// whole is the source of a message held in memory.
+func whole(raw []byte) *source {
+	return &source{head: raw, size: int64(len(raw)), sha256: digest(raw), synthetic: func() string { return syntheticID(raw) }}
+}
+
+type countingWriter int64
+
+func (c *countingWriter) Write(b []byte) (int, error) { *c += countingWriter(len(b)); return len(b), nil }
 
 // permanentBlobError reports blob errors that retrying cannot fix: the blob is gone, its ref is
 // malformed, it fails authentication, or its key is not configured. They go to the DLQ at once
@@ -292,8 +382,9 @@ func permanentBlobError(err error) bool {
 }
 
 // storeAttachments puts every attachment under its content address and returns the refs by
-// sha256. Equal attachments are stored once. With no blob store it returns nil.
-func (p *Parser) storeAttachments(ctx context.Context, id string, atts []mime.Attachment) (map[string]string, error) {
+// sha256. Equal attachments are stored once; spooled ones stream from their spool files. With no
+// blob store it returns nil.
+func (p *Parser) storeAttachments(ctx context.Context, id string, atts []mime.Attachment, spooled func(string) (io.ReadCloser, error)) (map[string]string, error) {
 	if p.blobs == nil || len(atts) == 0 {
 		return nil, nil
 	}
@@ -302,7 +393,16 @@ func (p *Parser) storeAttachments(ctx context.Context, id string, atts []mime.At
 		if _, done := refs[a.SHA256]; done {
 			continue
 		}
-		ref, err := p.blobs.Put(ctx, AttachmentKeyPrefix+a.SHA256, bytes.NewReader(a.Content))
+		var r io.Reader = bytes.NewReader(a.Content)
+		if a.Spooled != nil && spooled != nil {
+			rc, err := spooled(a.Spooled.Key)
+			if err != nil {
+				return nil, fmt.Errorf("reading spooled attachment %s of message %s: %w", a.SHA256, id, err)
+			}
+			defer func() { _ = rc.Close() }()
+			r = rc
+		}
+		ref, err := p.blobs.Put(ctx, AttachmentKeyPrefix+a.SHA256, r)
 		if err != nil {
 			return nil, fmt.Errorf("storing attachment %s of message %s: %w", a.SHA256, id, err)
 		}
@@ -310,7 +410,6 @@ func (p *Parser) storeAttachments(ctx context.Context, id string, atts []mime.At
 	}
 	return refs, nil
 }
-
 // digest returns the hex SHA-256 of b.
 func digest(b []byte) string {
 	sum := sha256.Sum256(b)
@@ -319,14 +418,14 @@ func digest(b []byte) string {
 
 // authenticate runs the SPF, DKIM and DMARC checks on the bytes the parser already holds (DKIM
 // hashes the body, so it needs the whole message).
-func (p *Parser) authenticate(ctx context.Context, in *events.Raw, out *events.Parsed, raw []byte) events.Authentication {
+func (p *Parser) authenticate(ctx context.Context, in *events.Raw, out *events.Parsed, src *source) events.Authentication {
 	ip, _ := netip.ParseAddr(in.Envelope.ClientIP) // invalid: SPF is left "not checked"
 	var fromDomain string
 	if out.From != nil {
 		fromDomain = out.From.DomainASCII
 	}
 	res := p.opts.auth.Verify(ctx, mailauth.Input{
-		Raw: raw, ClientIP: ip, MailFrom: in.Envelope.MailFrom, Helo: in.Envelope.Helo, FromDomain: fromDomain,
+		Raw: src.head, Open: src.open, ClientIP: ip, MailFrom: in.Envelope.MailFrom, Helo: in.Envelope.Helo, FromDomain: fromDomain,
 	})
 	if res.DKIMUnverified > 0 {
 		// A MIME-bomb limit like the others: the record is incomplete, so it says partial.
