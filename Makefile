@@ -65,6 +65,11 @@ bench: ## Benchmark ingress (smtp-source and HTTP load, one 50 MiB message) on r
 	$(MAKE) -s services-up
 	cd e2e && MAILPIPE_BENCH=1 go test -count=1 -timeout 30m -run '^TestBench$$' -v ./bench/
 
+.PHONY: bench-parsers
+bench-parsers: ## Benchmark mailpipe's parser against mailparser and postal-mime on the shared corpora, one pinned core each; rewrites e2e/bench/PARSERS.md.
+	scripts/deps.sh
+	cd e2e && MAILPIPE_BENCH=1 go test -count=1 -timeout 30m -run '^TestBenchParsers$$' -v ./bench/parsers/
+
 .PHONY: test
 test: ## Install and start what the tests need, then run every test (the README test command).
 	scripts/test.sh

@@ -46,6 +46,9 @@ func parseFiles(ctx context.Context, env app.Env, stdin io.Reader) error {
 	clientIP := fs.String("client-ip", "127.0.0.1", "client IP address on the envelope")
 	blobsURL := fs.String("blobs", "", "blob store URL to store attachments in (file:///dir, s3://…); without it they are described, not stored")
 	inlineLimit := fs.Int64("inline-limit", 1<<20, "bytes above which a message goes through a temporary blob store, as ingress hands large messages over")
+	bench := fs.Duration("bench", 0, "instead of printing records, parse all the files over and over for at least this "+
+		"long and print the throughput as JSON (make bench-parsers)")
+	warmup := fs.Duration("warmup", time.Second, "with -bench: parse the files for this long first, untimed")
 	if err := fs.Parse(env.Args); err != nil {
 		return app.ConfigError(err)
 	}
@@ -74,6 +77,9 @@ func parseFiles(ctx context.Context, env app.Env, stdin io.Reader) error {
 	p := parse.New(codec, atts, env.Logger, parse.WithRawBlobs(raws.store))
 	ids := ingest.NewIDGenerator(nil, nil)
 	envelope := events.Envelope{MailFrom: *from, RcptTo: splitList(*to), ClientIP: *clientIP, Source: "smtp"}
+	if *bench > 0 {
+		return benchParse(ctx, env, p, fs.Args(), stdin, envelope, ids, *warmup, *bench)
+	}
 	enc := json.NewEncoder(env.Stdout)
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false)

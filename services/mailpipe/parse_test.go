@@ -190,5 +190,17 @@ func TestParseLargeInputThroughBlobStore(t *testing.T) {
 	jb, _ := json.Marshal(b)
 	if !bytes.Equal(ja, jb) {
 		t.Fatalf("records differ:\ninline  %s\nspooled %s", ja, jb)
+func TestParseBench(t *testing.T) {
+	env, out, _ := testEnv("-bench", "1ms", "-warmup", "0s", corpus+"plain/inbucket--basic.eml", "-")
+	if err := parseFiles(t.Context(), env, strings.NewReader("Subject: hi\r\n\r\nbody\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	var res benchResult
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("decoding %q: %v", out, err)
+	}
+	if res.Parser != "mailpipe" || res.Files != 2 || res.Passes < 1 || res.Messages != 2*res.Passes ||
+		res.MessagesPerS <= 0 || res.Statuses["ok"]+res.Statuses["partial"] != 2 || res.Errors != 0 {
+		t.Errorf("result %+v", res)
 	}
 }
