@@ -190,6 +190,9 @@ func TestParseLargeInputThroughBlobStore(t *testing.T) {
 	jb, _ := json.Marshal(b)
 	if !bytes.Equal(ja, jb) {
 		t.Fatalf("records differ:\ninline  %s\nspooled %s", ja, jb)
+	}
+}
+
 func TestParseBench(t *testing.T) {
 	env, out, _ := testEnv("-bench", "1ms", "-warmup", "0s", corpus+"plain/inbucket--basic.eml", "-")
 	if err := parseFiles(t.Context(), env, strings.NewReader("Subject: hi\r\n\r\nbody\r\n")); err != nil {
