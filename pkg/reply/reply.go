@@ -17,10 +17,6 @@ var attributionRE = regexp.MustCompile(`^(?:` +
 	`|El\s.{1,300}\sescribió:` +
 	`)$`)
 
-// attributionStartRE matches the first line of an attribution that a client wrapped over two
-// lines.
-var attributionStartRE = regexp.MustCompile(`^(?:On|Am|Le|El)\s`)
-
 // historyRE matches lines after which everything is quoted history that clients do not prefix
 // with '>': Outlook's original-message banner (and its translations) and its underscore rule.
 var historyRE = regexp.MustCompile(`(?i)^(?:` +
@@ -76,7 +72,7 @@ func Strip(text string) string {
 			}
 			break
 		}
-		if historyRE.MatchString(trimmed) || signatureRE.MatchString(trimmed) || headerBlock(lines, i) {
+		if history(trimmed) || signature(trimmed) || headerBlock(lines, i) {
 			break
 		}
 		if trimmed == "" && (len(kept) == 0 || kept[len(kept)-1] == "") {
@@ -91,7 +87,7 @@ func Strip(text string) string {
 // lines[i], or 0.
 func attribution(lines []string, i int) int {
 	line := strings.TrimSpace(lines[i])
-	if len(line) > 400 || !attributionStartRE.MatchString(line) {
+	if len(line) > 400 || !attributionStart(line) {
 		return 0
 	}
 	if attributionRE.MatchString(line) {
@@ -120,7 +116,7 @@ func quotedNext(lines []string, i int) bool {
 // headerBlock reports whether an Outlook header block (From:, Sent: or Date:, Subject:) starts
 // at lines[i].
 func headerBlock(lines []string, i int) bool {
-	if !headerFromRE.MatchString(strings.TrimSpace(lines[i])) {
+	if !headerFrom(strings.TrimSpace(lines[i])) {
 		return false
 	}
 	var date bool
@@ -135,3 +131,58 @@ func headerBlock(lines []string, i int) bool {
 	}
 	return false
 }
+
+// Strip tests every line against the patterns above; the tests below are what a line must
+// start with for each to match, so that most lines cost a byte comparison instead of a
+// regular expression.
+
+// attributionStart reports whether line starts an attribution (on one or two lines): On, Am,
+// Le or El and white space (\s).
+func attributionStart(line string) bool {
+	if len(line) < 3 || !reSpace(line[2]) {
+		return false
+	}
+	switch line[:2] {
+	case "On", "Am", "Le", "El":
+		return true
+	}
+	return false
+}
+
+// history is historyRE.MatchString(line): its lines start with '-' or '_'.
+func history(line string) bool {
+	return line != "" && (line[0] == '-' || line[0] == '_') && historyRE.MatchString(line)
+}
+
+// signature is signatureRE.MatchString(line): its lines start with "--" or a capital S, G, V
+// or E.
+func signature(line string) bool {
+	if line == "" {
+		return false
+	}
+	switch line[0] {
+	case '-', 'S', 'G', 'V', 'E':
+		return signatureRE.MatchString(line)
+	}
+	return false
+}
+
+// headerFrom is headerFromRE.MatchString(line): its lines start with f, v or d in either case,
+// after an optional '*' (none of these letters has another case fold).
+func headerFrom(line string) bool {
+	name := line
+	if name != "" && name[0] == '*' {
+		name = name[1:]
+	}
+	if name == "" {
+		return false
+	}
+	switch name[0] {
+	case 'f', 'F', 'v', 'V', 'd', 'D':
+		return headerFromRE.MatchString(line)
+	}
+	return false
+}
+
+// reSpace is the \s of package regexp: ASCII white space.
+func reSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r' }
