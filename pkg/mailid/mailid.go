@@ -249,6 +249,17 @@ func removeRunes(s string, drop func(rune) bool) string {
 }
 
 func removeRunesOnce(s string, drop func(rune) bool) string {
+	// Most ids and addresses have nothing to drop: return s itself then.
+	for i := 0; ; {
+		if i == len(s) {
+			return s
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if (r != utf8.RuneError || size != 1) && drop(r) {
+			break
+		}
+		i += size
+	}
 	var b strings.Builder
 	b.Grow(len(s))
 	for i := 0; i < len(s); {
