@@ -55,8 +55,27 @@ var (
 	dateCommentRE = regexp.MustCompile(`\([^()]*\)`)
 	gmtOffsetRE   = regexp.MustCompile(`^(?i)(?:GMT|UTC|UT)?([+-])(\d{1,2})(?::?(\d{2}))?$`)
 	weekdayRE     = regexp.MustCompile(`^(?i)(mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?\s*,?\s*`)
-	dayRE         = regexp.MustCompile(`^0\d\d$`)
 )
+
+// maybeWeekday reports whether a string starting with c may match weekdayRE: m, t, w, f or s
+// in either case, or the first byte of U+017F, which (?i) folds to s.
+func maybeWeekday(c byte) bool {
+	switch c {
+	case 'm', 'M', 't', 'T', 'w', 'W', 'f', 'F', 's', 'S', 0xc5:
+		return true
+	}
+	return false
+}
+
+// gmtOffset is gmtOffsetRE.FindStringSubmatch(tok), skipped for tokens without a sign.
+func gmtOffset(tok string) []string {
+	if !strings.ContainsAny(tok, "+-") {
+		return nil
+	}
+	return gmtOffsetRE.FindStringSubmatch(tok)
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
 // parseDate reads a Date header value leniently and returns it in UTC.
 func parseDate(raw string) (time.Time, bool) {
@@ -64,15 +83,20 @@ func parseDate(raw string) (time.Time, bool) {
 	if s == "" {
 		return time.Time{}, false
 	}
-	s = dateCommentRE.ReplaceAllString(s, " ")
-	s = weekdayRE.ReplaceAllString(strings.TrimSpace(s), "")
+	// The byte tests only skip patterns that cannot match; most dates have no comment.
+	if strings.IndexByte(s, '(') >= 0 {
+		s = dateCommentRE.ReplaceAllString(s, " ")
+	}
+	if s = strings.TrimSpace(s); s != "" && maybeWeekday(s[0]) {
+		s = weekdayRE.ReplaceAllString(s, "")
+	}
 	toks := strings.Fields(s)
 	// Normalize tokens: "12," → "12", "029" → "29", zone names and "GMT+2:00" → numeric offsets, and drop a
 	// zone name that merely repeats a numeric offset ("+0000 GMT").
 	out := toks[:0]
 	for i, tok := range toks {
 		tok = strings.TrimRight(tok, ",.")
-		if dayRE.MatchString(tok) {
+		if len(tok) == 3 && tok[0] == '0' && isDigit(tok[1]) && isDigit(tok[2]) { // ^0\d\d$
 			tok = tok[1:] // "029": a zero-padded day seen from some MTAs
 		}
 		if off, ok := zoneOffsets[strings.ToUpper(tok)]; ok && i > 0 {
@@ -80,7 +104,7 @@ func parseDate(raw string) (time.Time, bool) {
 				continue
 			}
 			tok = off
-		} else if m := gmtOffsetRE.FindStringSubmatch(tok); m != nil && i > 0 {
+		} else if m := gmtOffset(tok); m != nil && i > 0 {
 			h, mm := m[2], m[3]
 			if len(h) == 1 {
 				h = "0" + h
