@@ -207,25 +207,8 @@ func (s *prescan) apply() []byte {
 
 func runPrescan(b []byte, lim Limits) *prescan {
 	s := &prescan{lim: lim, b: b, cut: -1}
-	if withinLimits(b, lim) {
-		return s
-	}
 	s.entity(0, len(b), 0, 0)
 	return s
-}
-
-// withinLimits reports, cheaply, that b cannot exceed lim however it is read, so prescan has
-// nothing to do: every part but the root starts after a delimiter line holding "--" (distinct
-// ones for distinct parts), so b has at most strings.Count(b, "--")+1 parts, and each nesting
-// level needs one more part; no reading decodes more bytes than b holds. Most mail passes.
-func withinLimits(b []byte, lim Limits) bool {
-	if int64(len(b)) > lim.MaxDecodedSize {
-		return false
-	}
-	// At most n delimiters: n+1 parts, containers at most n levels deep (prescan refuses a
-	// container once depth+1 > MaxDepth, so depth n is fine while n < MaxDepth).
-	n := bytes.Count(b, []byte("--"))
-	return n+1 <= lim.MaxParts && n < lim.MaxDepth
 }
 
 // entity scans the MIME entity b[start:end] at the given depth. delim is the offset of the
