@@ -223,3 +223,20 @@ func parseOne(ctx context.Context, codec *serde.Codec, p *parse.Parser, in *even
 	}
 	return &out, nil
 }
+
+// readInput reads a whole input file ("-" for stdin) into memory (the benchmark holds its
+// corpus in memory).
+func readInput(file string, stdin io.Reader) ([]byte, error) {
+	if file == "-" {
+		raw, err := io.ReadAll(stdin)
+		if err != nil {
+			return nil, fmt.Errorf("reading stdin: %w", err)
+		}
+		return raw, nil
+	}
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", file, err)
+	}
+	return raw, nil
+}
