@@ -410,13 +410,17 @@ func routesImport(ctx context.Context, env app.Env, args []string) error {
 	return nil
 }
 
-// sameRoute compares two canonical routes, treating nil and empty lists alike.
+// sameRoute compares two canonical routes, treating nil and empty lists and maps alike (a
+// route read back from the topic has empty ones where the file had none).
 func sameRoute(a, b events.Route) bool {
 	norm := func(r events.Route) events.Route {
 		for _, l := range []*[]string{&r.CRMTargets, &r.AllowSenders, &r.DenySenders} {
 			if len(*l) == 0 {
 				*l = nil
 			}
+		}
+		if len(r.Consent) == 0 {
+			r.Consent = nil
 		}
 		return r
 	}
