@@ -156,7 +156,9 @@ func build(ctx context.Context, cfg Config, common pipeline.Common, dir string, 
 		return nil, err
 	}
 	actors = append(actors, a...)
-	a, err = pipeline.Enricher(ctx, stageCfg, d)
+	// The lookup table is on so that a newcomer can HSET a contact into the embedded Redis and
+	// see it come out known (docs/enrichment.md).
+	a, err = pipeline.Enricher(ctx, pipeline.EnricherConfig{StageConfig: stageCfg, LookupTable: true}, d)
 	if err != nil {
 		return nil, err
 	}

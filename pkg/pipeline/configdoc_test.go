@@ -35,7 +35,7 @@ func TestConfigurationDocIsCurrent(t *testing.T) {
 	section("parser", v, err)
 	v, err = envconf.Vars[pipeline.ClassifierConfig](pipeline.EnvPrefix)
 	section("classifier", v, err)
-	v, err = envconf.Vars[pipeline.StageConfig](pipeline.EnvPrefix)
+	v, err = envconf.Vars[pipeline.EnricherConfig](pipeline.EnvPrefix)
 	section("enricher", v, err)
 	v, err = envconf.Vars[pipeline.SinkConfig](pipeline.EnvPrefix)
 	section("crm-sink", v, err)

@@ -16,10 +16,17 @@ import (
 	"github.com/mailpipe/mailpipe/pkg/dedupe"
 	"github.com/mailpipe/mailpipe/pkg/dedupe/redisdedupe"
 	"github.com/mailpipe/mailpipe/pkg/enrich"
+	"github.com/mailpipe/mailpipe/pkg/enrich/companydb"
+	"github.com/mailpipe/mailpipe/pkg/enrich/freemail"
+	"github.com/mailpipe/mailpipe/pkg/enrich/rediscache"
+	"github.com/mailpipe/mailpipe/pkg/enrich/redislookup"
+	"github.com/mailpipe/mailpipe/pkg/envconf"
+	"github.com/mailpipe/mailpipe/pkg/events"
 	"github.com/mailpipe/mailpipe/pkg/kafka"
 	"github.com/mailpipe/mailpipe/pkg/mailauth"
 	"github.com/mailpipe/mailpipe/pkg/mime"
 	"github.com/mailpipe/mailpipe/pkg/parse"
+	"github.com/mailpipe/mailpipe/pkg/route/kafkaroute"
 	"github.com/mailpipe/mailpipe/pkg/rules"
 	"github.com/mailpipe/mailpipe/pkg/sink"
 	"github.com/mailpipe/mailpipe/pkg/spam/rspamd"
@@ -154,10 +161,172 @@ func Classifier(ctx context.Context, cfg ClassifierConfig, d *Deps) ([]app.Actor
 	return append(actors, st...), nil
 }
 
-// Enricher builds the enricher service: mail.classified.v1 → mail.enriched.v1.
-func Enricher(_ context.Context, cfg StageConfig, d *Deps) ([]app.Actor, error) {
-	e := enrich.New(d.Codec, d.Log)
-	return runStage(cfg, d, "enricher", kafka.TopicClassified, e.Handle)
+// EnricherConfig configures the enricher service (docs/enrichment.md). Zero durations and
+// counts take the defaults of package enrich, so a config built in code (mailpipe dev) needs
+// only the fields it changes.
+type EnricherConfig struct {
+	StageConfig
+	// CompaniesFile is the operator's company dataset; read at start (a restart picks up a new
+	// one). Bad rows are logged with their line numbers and left out.
+	CompaniesFile string `env:"ENRICH_COMPANIES_FILE" usage:"company dataset, *.csv or *.jsonl with domain, name, size, industry, country (docs/enrichment.md)"`
+	// FreeMailFile extends the built-in free-mail list (one domain per line, !domain removes).
+	FreeMailFile string `env:"ENRICH_FREEMAIL_FILE" usage:"free-mail domains added to the built-in list, one per line; !domain takes one out"`
+	// LookupTable makes the Redis lookup table (package redislookup) the CRM source of known
+	// contacts, owners and CRM ids, until a CRM connector offers lookups. Needs Redis.
+	LookupTable bool `env:"ENRICH_LOOKUP_TABLE" usage:"look contacts and companies up in the operator-filled Redis lookup table (needs MAILPIPE_REDIS_URL)"`
+	// LookupTablePrefix is the key prefix of the lookup table.
+	LookupTablePrefix string `env:"ENRICH_LOOKUP_TABLE_PREFIX" default:"mailpipe:crm:" usage:"key prefix of the lookup table"`
+	// LookupTimeout is the deadline of one CRM lookup; a source that misses it leaves the record
+	// degraded rather than holding it.
+	LookupTimeout time.Duration `env:"ENRICH_LOOKUP_TIMEOUT" default:"500ms" usage:"deadline of one CRM lookup; a slower source degrades the record"`
+	// CacheTTL and NegativeCacheTTL keep CRM answers in Redis (found and not found); the cache
+	// is on whenever Redis is configured.
+	CacheTTL         time.Duration `env:"ENRICH_CACHE_TTL" default:"1h" usage:"how long a CRM answer that found something is cached in Redis"`
+	NegativeCacheTTL time.Duration `env:"ENRICH_NEGATIVE_CACHE_TTL" default:"10m" usage:"how long a CRM answer that found nothing is cached (at most the cache TTL)"`
+	// CacheTimeout bounds one cache read or write; a slower cache is skipped for the lookup.
+	CacheTimeout time.Duration `env:"ENRICH_CACHE_TIMEOUT" default:"100ms" usage:"deadline of one enrichment cache read or write"`
+	// CachePrefix is the key prefix of the cache; change it to drop every cached answer.
+	CachePrefix string `env:"ENRICH_CACHE_PREFIX" default:"mailpipe:enrich:" usage:"key prefix of the enrichment cache"`
+	// BreakerFailures is how many CRM lookups in a row may time out or fail before the source is
+	// skipped for BreakerCooldown; negative turns the breaker off.
+	BreakerFailures int           `env:"ENRICH_BREAKER_FAILURES" default:"5" usage:"CRM lookups failing in a row before the source is skipped for the cool-down; negative disables"`
+	BreakerCooldown time.Duration `env:"ENRICH_BREAKER_COOLDOWN" default:"30s" usage:"how long a failing CRM source is skipped before one lookup probes it"`
+	// RoutesEnabled follows the route table for the consent flags of each message's route. It is
+	// the variable ingress reads, so one setting turns the route table on for the deployment.
+	RoutesEnabled     bool          `env:"ROUTES_ENABLED" usage:"follow the route table on mail.routes.v1 and copy each message's route consent flags to its contact"`
+	RoutesTopic       string        `env:"ROUTES_TOPIC" default:"mail.routes.v1" usage:"compacted topic holding the route table"`
+	RoutesLoadTimeout time.Duration `env:"ROUTES_LOAD_TIMEOUT" default:"1m" usage:"how long startup may take to read the route table to its end"`
+}
+
+// withDefaults fills the zero fields a config built in code leaves.
+func (c EnricherConfig) withDefaults() EnricherConfig {
+	setDuration := func(d *time.Duration, def time.Duration) {
+		if *d == 0 {
+			*d = def
+		}
+	}
+	setDuration(&c.LookupTimeout, enrich.DefaultLookupTimeout)
+	setDuration(&c.CacheTTL, enrich.DefaultCacheTTL)
+	setDuration(&c.NegativeCacheTTL, enrich.DefaultNegativeCacheTTL)
+	setDuration(&c.CacheTimeout, enrich.DefaultCacheTimeout)
+	setDuration(&c.BreakerCooldown, enrich.DefaultBreakerCooldown)
+	if c.BreakerFailures == 0 {
+		c.BreakerFailures = enrich.DefaultBreakerFailures
+	}
+	if c.LookupTablePrefix == "" {
+		c.LookupTablePrefix = redislookup.DefaultPrefix
+	}
+	if c.CachePrefix == "" {
+		c.CachePrefix = rediscache.DefaultPrefix
+	}
+	return c
+}
+
+// routes returns the route-table section.
+func (c EnricherConfig) routes() kafkaroute.Config {
+	return kafkaroute.Config{Enabled: c.RoutesEnabled, Topic: c.RoutesTopic, LoadTimeout: c.RoutesLoadTimeout}.WithDefaults()
+}
+
+// Validate reports every problem with the enrichment settings, joined.
+func (c EnricherConfig) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"ENRICH_LOOKUP_TIMEOUT", c.LookupTimeout},
+		{"ENRICH_CACHE_TTL", c.CacheTTL},
+		{"ENRICH_NEGATIVE_CACHE_TTL", c.NegativeCacheTTL},
+		{"ENRICH_CACHE_TIMEOUT", c.CacheTimeout},
+		{"ENRICH_BREAKER_COOLDOWN", c.BreakerCooldown},
+	} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s_%s must not be negative, got %s", EnvPrefix, d.name, d.v))
+		}
+	}
+	if c.NegativeCacheTTL > c.CacheTTL {
+		errs = append(errs, fmt.Errorf("%s_ENRICH_NEGATIVE_CACHE_TTL (%s) must not exceed %s_ENRICH_CACHE_TTL (%s)", EnvPrefix, c.NegativeCacheTTL, EnvPrefix, c.CacheTTL))
+	}
+	// A message's CRM lookups run in parallel, each after a cache read and before a cache write.
+	if worst, attempt := c.LookupTimeout+2*c.CacheTimeout, c.Stage.WithDefaults().AttemptTimeout; worst >= attempt {
+		errs = append(errs, fmt.Errorf("%s_ENRICH_LOOKUP_TIMEOUT plus twice %s_ENRICH_CACHE_TIMEOUT (%s) must stay under the stage attempt timeout (%s), or a slow source fails the record instead of degrading it", EnvPrefix, EnvPrefix, worst, attempt))
+	}
+	if err := c.routes().Validate(); err != nil {
+		errs = append(errs, envconf.Prefix("routes", err))
+	}
+	return errors.Join(errs...)
+}
+
+// Enricher builds the enricher service: mail.classified.v1 → mail.enriched.v1. The CRM sources
+// and the cache use d.Redis; with routes enabled it reads the route table before it returns.
+func Enricher(ctx context.Context, cfg EnricherConfig, d *Deps) ([]app.Actor, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, app.ConfigError(err)
+	}
+	cfg = cfg.withDefaults()
+	opts := []enrich.Option{
+		enrich.WithLookupTimeout(cfg.LookupTimeout),
+		enrich.WithCacheTimeout(cfg.CacheTimeout),
+		enrich.WithBreaker(max(cfg.BreakerFailures, 0), cfg.BreakerCooldown),
+		enrich.WithMeterProvider(d.Admin.MeterProvider()),
+	}
+	if cfg.CompaniesFile != "" {
+		db, err := companydb.LoadFile(cfg.CompaniesFile)
+		if rows, ok := errors.AsType[*companydb.RowsError](err); ok {
+			// One bad row in a large dataset must not keep the enricher down; an operator
+			// reads the lines to fix in the log.
+			d.Log.WarnContext(ctx, "company dataset: rows left out", "file", cfg.CompaniesFile,
+				"bad_rows", len(rows.Problems), "companies", db.Len(), "problems", rows.Error())
+			if db.Len() == 0 {
+				return nil, app.ConfigError(fmt.Errorf("company dataset %s has no usable row: %w", cfg.CompaniesFile, err))
+			}
+		} else if err != nil {
+			return nil, app.ConfigError(err)
+		}
+		d.Log.InfoContext(ctx, "company dataset loaded", "file", cfg.CompaniesFile, "companies", db.Len())
+		opts = append(opts, enrich.WithCompanies(db))
+	}
+	if cfg.FreeMailFile != "" {
+		l, err := freemail.LoadFile(cfg.FreeMailFile)
+		if err != nil {
+			return nil, app.ConfigError(err)
+		}
+		added, removed := l.Changes()
+		d.Log.InfoContext(ctx, "free-mail list loaded", "file", cfg.FreeMailFile, "added", added, "removed", removed)
+		opts = append(opts, enrich.WithFreeMail(l))
+	}
+	if cfg.LookupTable {
+		if d.Redis == nil {
+			return nil, app.ConfigError(errors.New("MAILPIPE_ENRICH_LOOKUP_TABLE needs Redis: set MAILPIPE_REDIS_URL"))
+		}
+		t := redislookup.New(d.Redis, redislookup.WithPrefix(cfg.LookupTablePrefix))
+		opts = append(opts, enrich.WithContactLookup(t), enrich.WithCompanyLookup(t))
+	}
+	if d.Redis != nil {
+		opts = append(opts, enrich.WithCache(rediscache.New(d.Redis, rediscache.WithPrefix(cfg.CachePrefix)), cfg.CacheTTL, cfg.NegativeCacheTTL))
+	}
+	var actors []app.Actor
+	if rc := cfg.routes(); rc.Enabled {
+		follower, err := kafkaroute.Open(ctx, rc, cfg.Kafka, d.Codec, d.Log)
+		if err != nil {
+			return nil, err
+		}
+		d.Admin.Register("routes", follower.Check)
+		table := follower.Table()
+		opts = append(opts, enrich.WithRoutes(func(id string) (events.Route, bool) { return table.Load().Get(id) }))
+		// Started first, stopped last: the stage never runs on a closed table.
+		actors = append(actors, follower.Actor())
+	}
+	e, err := enrich.New(d.Codec, d.Log, opts...)
+	if err != nil {
+		return nil, app.ConfigError(err)
+	}
+	st, err := runStage(cfg.StageConfig, d, "enricher", kafka.TopicClassified, e.Handle)
+	if err != nil {
+		return nil, err
+	}
+	return append(actors, st...), nil
 }
 
 // CRMSink builds the crm-sink service: mail.enriched.v1 → connectors → mail.crm.v1 and
