@@ -387,7 +387,7 @@ type EnrichmentSource struct {
 	DurationMs int64 `avro:"duration_ms" json:"duration_ms"`
 	// Why the lookup is degraded (status timeout or error) or its cache was not usable; empty otherwise.
 	Reason string `avro:"reason" json:"reason"`
-	// Enrichment cache outcome: hit (answered from the cache, the source was not called), miss (the source was called and the answer cached), unavailable (the cache failed and the source was called); empty for sources that are not cached.
+	// Enrichment cache outcome: hit (answered from the cache, the source was not called), miss (not in the cache: the source was called, and its answer, if it gave one, cached), unavailable (the cache failed and the source was called); empty for sources that are not cached.
 	Cache string `avro:"cache" json:"cache"`
 }
 
