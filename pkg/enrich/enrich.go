@@ -64,7 +64,7 @@ const (
 // Cache outcomes of a source; empty for the in-memory sources, which are not cached.
 const (
 	CacheHit         = "hit"         // answered from the cache; the source was not called
-	CacheMiss        = "miss"        // the source was called and its answer cached
+	CacheMiss        = "miss"        // not cached: the source was called and its answer, if any, cached
 	CacheUnavailable = "unavailable" // the cache failed; the source was called
 )
 
