@@ -12,12 +12,13 @@ import (
 // TestCorpusUnchangedWithoutSpooling: with a threshold no part reaches, the skeleton is the input,
 // byte for byte, for every corpus message.
 func TestCorpusUnchangedWithoutSpooling(t *testing.T) {
+	dir := t.TempDir()
 	for _, f := range corpusFiles(t) {
 		raw, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := spool.Split(t.Context(), bytes.NewReader(raw), spool.Options{Threshold: 1 << 40, TempDir: t.TempDir()})
+		res, err := spool.Split(t.Context(), bytes.NewReader(raw), spool.Options{Threshold: 1 << 40, TempDir: dir})
 		if err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
@@ -40,6 +41,7 @@ func TestCorpusUnchangedWithoutSpooling(t *testing.T) {
 //   - no byte is lost (skeleton + removed bodies = input).
 func TestCorpusMatchesEnmime(t *testing.T) {
 	p := oracle()
+	dir := t.TempDir()
 	var files, spooled, messages int
 	for _, f := range corpusFiles(t) {
 		name, _ := filepath.Rel(filepath.Dir(corpusDir(t)), f)
@@ -48,7 +50,7 @@ func TestCorpusMatchesEnmime(t *testing.T) {
 			t.Fatal(err)
 		}
 		files++
-		res, err := spool.Split(t.Context(), bytes.NewReader(raw), spool.Options{Threshold: 1 << 10, TempDir: t.TempDir()})
+		res, err := spool.Split(t.Context(), bytes.NewReader(raw), spool.Options{Threshold: 1 << 10, TempDir: dir})
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}

@@ -170,7 +170,7 @@ func (r *bodyReader) Read(p []byte) (int, error) {
 			break
 		}
 		if c.hit.ok {
-			if c.hit.kind == stopCut {
+			if c.hit.cut() {
 				// Cut in the middle of a line: the line break before it is the body's.
 				r.preBuf = r.hold
 				r.pre = r.preBuf[:r.nhold]

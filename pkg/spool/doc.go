@@ -18,22 +18,21 @@
 // rules, the same media type parser, a part with a boundary parameter read as a multipart unless
 // it is text/plain or text/html, message/rfc822 parts read as leaves, an inner part ending at any
 // enclosing boundary, and boundary recognition as enmime's boundaryReader does it, down to its
-// quirks: a delimiter may be indented by one character or followed by any white space, a
-// delimiter near the end of its stream is not seen, the boundary is looked for at every byte of
-// the first 4 KiB of a part (a boundary string in the middle of a line ends the part there), and
-// a preamble or delimiter line longer than 4 KiB comes out garbled. Bodies whose removal could
-// change what enmime makes of the rest (one that ends within the first 4 KiB of its part) are
-// kept. The corpus tests, a generator of tricky messages and the fuzz test check all this against
-// enmime itself.
+// quirks: a delimiter may be indented by one character or followed by any white space; a
+// delimiter near the end of its stream is not seen; the boundary is looked for at every byte of
+// the first 4 KiB of a part, so a boundary string in the middle of a line ends the part there;
+// a CR not followed by LF is checked as if it were, so "\rx--b " ends a part too (and may make
+// enmime give up the multipart); a preamble or delimiter line longer than 4 KiB comes out
+// garbled. Bodies whose removal could change what enmime makes of the rest (one that ends within
+// the first 4 KiB of its part) are kept. The corpus tests, a generator of tricky messages and
+// the fuzz test check all this against enmime itself.
 //
 // Where Split cannot be sure, it does not split: CR-only line endings, a header block enmime
 // would reject, an unparseable Content-Type, a top-level multipart without a boundary, a boundary
 // longer than 1000 bytes, or, for the rest of the message, a preamble or boundary line longer
-// than 4 KiB and the parts and depth limits; such input is passed through byte for byte. Nothing
-// is ever lost: the skeleton plus the spooled bodies are the input (see [Result]). One enmime
-// quirk is not followed: a CR that is not part of a line break, followed by one byte and the
-// boundary, also ends a part in enmime (which then fails to read the rest of that multipart);
-// Split ignores such CRs.
+// than 4 KiB, a top-level multipart enmime gives up on, and the parts and depth limits; such
+// input is passed through byte for byte. Nothing is ever lost: the skeleton plus the spooled
+// bodies are the input (see [Result]).
 //
 // Memory use is bounded by the threshold plus the line buffer and a few fixed buffers, whatever
 // the message size, as long as the parts that carry the bulk are spooled; the skeleton holds the

@@ -34,7 +34,16 @@ const (
 	// of the part, up to the next boundary line, is read by no one (boundaryReader.Next
 	// discards it).
 	stopCut
+	// stopCR ends the part at a CR that is not followed by LF, at hit.at: boundaryReader.Read
+	// checks for the boundary two bytes after every CR, as if it were followed by LF. Next then
+	// reads lines from the CR on: it skips those starting with CR or LF and fails the multipart
+	// if the first other line is no boundary line (see splitter.resync).
+	stopCR
 )
+
+// cut reports whether the hit ends the part inside the chunk, at hit.at, rather than at its
+// start.
+func (h hit) cut() bool { return h.kind == stopCut || h.kind == stopCR }
 
 // partStartWindow is how far into a part enmime's boundaryReader checks every byte for the
 // boundary: the size of the first Read, made by a default-size bufio.Reader.
@@ -45,7 +54,7 @@ type hit struct {
 	ok    bool
 	level int
 	kind  stopKind
-	at    int // for stopCut: the offset in the chunk where the part ends
+	at    int // for stopCut and stopCR: the offset in the chunk where the part ends
 }
 
 // chunk is a piece of input as returned by splitter.next. b is valid until the next read.
@@ -68,6 +77,9 @@ const (
 	inPart
 	// inEpilogue: after the closing delimiter; the boundary no longer means anything.
 	inEpilogue
+	// inResync: after stopCR, boundaryReader.Next reads lines as in the preamble, but the first
+	// line that starts with neither CR nor LF must be a boundary line.
+	inResync
 )
 
 // level is an open multipart.
@@ -83,6 +95,7 @@ type level struct {
 	skelStart int   // skeleton offset where it starts
 	fresh     bool  // the open part may still end mid-line (see stopCut)
 	discard   bool  // the open part was cut: the rest of it, up to a boundary line, is dropped
+	broken    bool  // enmime failed this multipart (see splitter.resync)
 }
 
 // window is the number of bytes enmime's boundaryReader peeks at the start of a line to
@@ -126,14 +139,116 @@ func (s *splitter) next() (chunk, error) {
 	s.chunkOff = off
 	c := chunk{b: b, start: start, kind: kind}
 	if len(s.stack) > 0 {
+		// Cuts inside the chunk first: one of an enclosing level ends the stream of the levels
+		// within it there, which classify must know. A boundary at the line start comes before
+		// any cut.
+		var cut hit
+		c.b, cut = s.cuts(c.b, start, kind, off)
 		if start {
 			c.b, c.hit = s.classify(c.b, kind)
 		}
 		if !c.hit.ok {
-			c.b, c.hit = s.midline(c.b, start, kind, off)
+			c.hit = cut
 		}
 	}
 	return c, nil
+}
+
+// cuts finds the earliest place in chunk b where enmime ends an open part inside the chunk (see
+// stopCut and stopCR). Levels are scanned outermost first; a cut found for a level ends the
+// streams of the levels within it, so their windows must end before it (s.limits). On a tie the
+// outer level wins, as it reads first.
+func (s *splitter) cuts(b []byte, start bool, kind chunkKind, off int64) ([]byte, hit) {
+	best := hit{}
+	s.limits = s.limits[:0]
+	for i, lv := range s.stack {
+		limit := len(b) + 1 // no enclosing cut in this chunk
+		if best.ok {
+			limit = best.at
+		}
+		s.limits = append(s.limits, limit)
+		if lv.state != inPart {
+			continue
+		}
+		var at int
+		b, at = s.cutAt(b, i, start, kind, off, limit)
+		if at >= 0 && (!best.ok || at < best.at) {
+			best = hit{ok: true, level: i, at: at, kind: stopCut}
+			if b[at] == '\r' {
+				best.kind = stopCR
+			}
+		}
+	}
+	return b, best
+}
+
+// cutAt returns the earliest offset below limit where level i's open part ends inside chunk b,
+// or -1: a CR not followed by LF with a matching window two bytes on (stopCR), or, in the first
+// partStartWindow bytes of the part, any other byte but LF where the window matches (stopCut).
+// Windows must lie within limit, the end of the level's stream in this chunk, if any.
+func (s *splitter) cutAt(b []byte, i int, start bool, kind chunkKind, off int64, limit int) ([]byte, int) {
+	lv := s.stack[i]
+	// window returns the bytes of level i's stream from offset w on (at most what a window
+	// needs).
+	window := func(w int) []byte {
+		if limit <= len(b) {
+			return b[min(w, limit):limit]
+		}
+		if len(b)-w < lv.window() && kind != chunkLast {
+			a := s.lookahead(b)
+			b = a.buf[:len(b)]
+			out, _ := a.stream(min(w, len(b)), a.lineEnd(min(w, len(b))), i)
+			return out
+		}
+		return b[min(w, len(b)):]
+	}
+	end := min(len(b), limit)
+	// Stray CRs.
+	cr := -1
+	for q := 0; q < end; {
+		j := bytes.IndexByte(b[q:end], '\r')
+		if j < 0 {
+			break
+		}
+		c := q + j
+		q = c + 1
+		if c+1 >= len(b) || b[c+1] == '\n' {
+			continue // the end of the input, or a line break (classify's)
+		}
+		if c+2 <= limit && matchWindow(window(c+2), lv) {
+			cr = c
+			break
+		}
+	}
+	// The first 4 KiB of the part.
+	if lv.fresh {
+		if until := lv.partStart + partStartWindow - off; until <= 0 {
+			lv.fresh = false
+		} else {
+			lo := 0
+			if start {
+				lo = 1 // the line start is classify's
+			}
+			hi := int(min(int64(end), until))
+			if cr >= 0 {
+				hi = min(hi, cr)
+			}
+			for q := lo; q < hi; {
+				j := bytes.Index(b[q:end], lv.prefix)
+				if j < 0 {
+					break
+				}
+				p := q + j
+				for _, w := range [2]int{p - 1, p} {
+					if w >= lo && w < hi && b[w] != '\r' && b[w] != '\n' && matchWindow(window(w), lv) {
+						return b, w
+					}
+				}
+				q = p + 1
+			}
+		}
+	}
+	return b, cr
 }
 
 // windowOpen reports whether input offset off lies in the first partStartWindow bytes of an
@@ -232,61 +347,6 @@ func (a *ahead) boundary(o, k int) bool {
 	return v
 }
 
-// midline finds where enmime ends an open part in the middle of a line (see stopCut): in the
-// first partStartWindow bytes of the part's stream, at any byte other than CR and LF where the
-// window matches (matchRead). The earliest position over all levels wins, the outer level on a
-// tie. Line starts are classify's.
-func (s *splitter) midline(b []byte, start bool, kind chunkKind, off int64) ([]byte, hit) {
-	best := hit{}
-	for i, lv := range s.stack {
-		if lv.state != inPart || !lv.fresh {
-			continue
-		}
-		end := lv.partStart + partStartWindow - off // window starts allowed below this offset
-		if end <= 0 {
-			lv.fresh = false
-			continue
-		}
-		lo := 0
-		if start {
-			lo = 1
-		}
-		hi := int(min(int64(len(b)), end))
-		if best.ok {
-			hi = min(hi, best.at)
-		}
-		for q := lo; q < hi; {
-			j := bytes.Index(b[q:], lv.prefix)
-			if j < 0 {
-				break
-			}
-			p := q + j
-			at := -1
-			for _, w := range [2]int{p - 1, p} {
-				if w < lo || w >= hi || b[w] == '\r' || b[w] == '\n' {
-					continue
-				}
-				win := b[w:]
-				if len(win) < lv.window() && kind == chunkLine {
-					a := s.lookahead(b)
-					b = a.buf[:len(b)]
-					win, _ = a.stream(w, len(b), i)
-				}
-				if matchRead(win, lv) {
-					at = w
-					break
-				}
-			}
-			if at >= 0 {
-				best = hit{ok: true, level: i, kind: stopCut, at: at}
-				break
-			}
-			q = p + 1
-		}
-	}
-	return b, best
-}
-
 // classify tells whether the line starting with b is a boundary line of an open multipart, with
 // enmime's rules, so that both split the stream at the same lines:
 //
@@ -297,9 +357,12 @@ func (s *splitter) midline(b []byte, start bool, kind chunkKind, off int64) ([]b
 //     must exist in the level's stream: a delimiter line at the very end of the stream is not
 //     seen. The stream of a level ends before the line break that precedes a boundary line of
 //     an enclosing level, which is why classify may look at the next lines.
-//   - In the preamble, a line is a delimiter when the first "--b" in it is followed by white
-//     space and the line has a line break in the stream, and the closing delimiter when it
-//     holds "--b--" anywhere; lines starting with CR or LF never count (boundaryReader.Next).
+//   - In the preamble (and after stopCR), a line is a delimiter when the first "--b" in it is
+//     followed by white space and the line has a line break in the stream, and the closing
+//     delimiter when it holds "--b--" anywhere; lines starting with CR or LF never count
+//     (boundaryReader.Next).
+//   - A level's stream may also end inside the line, where an enclosing level cuts its part
+//     (s.limits, see cuts).
 //
 // Whether a short line is a boundary depends on what follows it (see ahead); classify then copies
 // b, since looking ahead invalidates the read buffer, and returns the bytes to use.
@@ -308,7 +371,8 @@ func (s *splitter) classify(b []byte, kind chunkKind) ([]byte, hit) {
 	inner := s.stack[n-1]
 	// A boundary line for an open part has "--" at offset 0 or 1.
 	cand := len(b) >= 2 && b[0] == '-' && b[1] == '-' || len(b) >= 3 && b[1] == '-' && b[2] == '-'
-	preamble := inner.state == inPreamble && len(b) > 0 && b[0] != '\r' && b[0] != '\n' && bytes.Contains(b, inner.prefix)
+	preamble := (inner.state == inPreamble || inner.state == inResync) &&
+		len(b) > 0 && b[0] != '\r' && b[0] != '\n' && bytes.Contains(b, inner.prefix)
 	if !cand && !preamble {
 		return b, hit{}
 	}
@@ -322,7 +386,11 @@ func (s *splitter) classify(b []byte, kind chunkKind) ([]byte, hit) {
 	for i, lv := range s.stack {
 		// line is the line as it is in level i's stream, w the stream from its start.
 		line, w, eol := b, b, kind != chunkLast
-		if a != nil {
+		switch {
+		case s.limits[i] <= len(b):
+			// An enclosing level's stream ends inside the line.
+			line, w, eol = b[:s.limits[i]], b[:s.limits[i]], false
+		case a != nil:
 			w, eol = a.stream(0, len(b), i)
 			line = w[:min(len(w), len(b))]
 		}
@@ -339,7 +407,7 @@ func (s *splitter) classify(b []byte, kind chunkKind) ([]byte, hit) {
 			default:
 				return b, hit{ok: true, level: i, kind: stopEnd}
 			}
-		case inPreamble:
+		case inPreamble, inResync:
 			if !preamble || i != n-1 {
 				continue
 			}
@@ -358,9 +426,15 @@ func (s *splitter) classify(b []byte, kind chunkKind) ([]byte, hit) {
 // bytes of the stream from there are "--b--", or hold "--b" followed by white space (which,
 // in that window, puts "--b" at offset 0 or 1). A line starting with CR or LF never matches.
 func matchRead(b []byte, lv *level) bool {
+	// enmime skips the check at a line break followed by CR or LF.
+	return len(b) > 0 && b[0] != '\r' && b[0] != '\n' && matchWindow(b, lv)
+}
+
+// matchWindow is boundaryReader's test on the len("--b--") bytes it peeks at (isDelimiter or
+// isTerminator); fewer bytes never match.
+func matchWindow(b []byte, lv *level) bool {
 	w := lv.window()
-	if len(b) < w || b[0] == '\r' || b[0] == '\n' {
-		// enmime skips the check at a line break followed by CR or LF.
+	if len(b) < w {
 		return false
 	}
 	b = b[:w]

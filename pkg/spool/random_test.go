@@ -198,6 +198,14 @@ func (g *gen) lines(b *strings.Builder, n int, cte string) {
 			}
 		case 1:
 			b.WriteString(g.pick("=E9t=E9", "caf\xe9", "AA!A=BB", "----", "--"))
+		case 3:
+			if g.r.IntN(3) == 0 && bd != "" { // a CR not followed by LF, before boundary text
+				b.WriteString("text\r" + g.pick("", "x", "\r") + "--" + bd + g.pick(" ", "--", "x") + " more")
+			}
+		case 4:
+			if g.r.IntN(3) == 0 {
+				b.WriteString("cr cr\r") // with the line break: "\r\r\n" or "\r\n"
+			}
 		case 2:
 			if g.r.IntN(4) == 0 { // a line longer than enmime's line buffer
 				b.WriteString(strings.Repeat("y", 4090+g.r.IntN(20)) + g.pick("", "--"+bd+" "))

@@ -27,6 +27,7 @@ type splitter struct {
 	chunkOff int64 // input offset of the last chunk read
 	reads    int   // chunks read, to check ctx now and then
 
+	limits    []int // per level, where an enclosing level's stream ends in the current chunk (see cuts)
 	look      bool  // ahead holds the current chunk's look-ahead
 	ahead     ahead // see lookahead
 	aheadMemo map[[2]int]bool
@@ -49,6 +50,7 @@ type splitter struct {
 	entities int   // MIME entities seen, the root included
 	budget   int64 // decoded bytes spooled parts may still write
 	done     bool  // a limit was hit and the rest was passed through
+	broken   bool  // a multipart just failed in enmime (see resync)
 	res      *Result
 }
 
@@ -205,7 +207,21 @@ func (s *splitter) multipart(h *header, boundary string, depth int, id string, r
 	defer s.pop()
 	me := len(s.stack) - 1
 	for {
-		if lv.state != inPart || lv.discard {
+		switch {
+		case lv.state == inResync:
+			if err := s.resync(lv, me); err != nil {
+				return err
+			}
+			if lv.broken {
+				if me == 0 {
+					// enmime fails the whole message: nothing after this matters.
+					s.warn(WarnNotSplit, false, "enmime cannot read the message past a stray CR; the rest was not split")
+					return s.passRest()
+				}
+				s.broken = true // the enclosing part drops the rest (see entity's caller below)
+				return nil
+			}
+		case lv.state != inPart || lv.discard:
 			// Preamble, epilogue, or the dropped rest of a cut part: kept as is, up to a
 			// boundary line.
 			if _, err := s.copyUntilStop(); err != nil {
@@ -226,6 +242,9 @@ func (s *splitter) multipart(h *header, boundary string, depth int, id string, r
 		case stopCut:
 			lv.discard, lv.fresh = true, false
 			continue
+		case stopCR:
+			lv.state, lv.discard, lv.fresh = inResync, false, false
+			continue
 		case stopDelimiter:
 		default:
 			lv.state = inEpilogue
@@ -240,6 +259,54 @@ func (s *splitter) multipart(h *header, boundary string, depth int, id string, r
 		if err := s.entity(depth+1, child); err != nil {
 			return err
 		}
+		if s.broken {
+			// A multipart in this part failed in enmime, which then discards the rest of the
+			// part up to the next boundary line.
+			s.broken = false
+			lv.discard, lv.fresh = true, false
+		}
+	}
+}
+
+// resync follows boundaryReader.Next after stopCR: lines starting with CR or LF are skipped; the
+// first other line must be a boundary line of the level (classify reads it as in the preamble)
+// or end its stream, else enmime fails the multipart (lv.broken). It copies what it reads up to
+// a boundary line (left in s.stop) or the end of the input.
+func (s *splitter) resync(lv *level, me int) error {
+	for {
+		c, err := s.next()
+		if errors.Is(err, io.EOF) {
+			s.eof = true
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if c.hit.ok {
+			s.skel.Write(c.before())
+			s.setStop(c)
+			return nil
+		}
+		if c.start && longLine(c) {
+			s.setStop(c) // written by passRest
+			return s.unsafeLine()
+		}
+		if c.start && len(c.b) > 0 && c.b[0] != '\r' && c.b[0] != '\n' {
+			// Not a boundary line. It still ends the stream quietly when it is the stream's
+			// last line (Next returns io.EOF before it complains).
+			last := c.kind == chunkLast
+			if c.kind == chunkLine {
+				a := s.lookahead(c.b)
+				c.b = a.buf[:len(c.b)]
+				last = a.enclosing(len(c.b), me)
+			}
+			if !last {
+				lv.broken = true
+				s.skel.Write(c.b)
+				return nil
+			}
+		}
+		s.skel.Write(c.b)
 	}
 }
 
@@ -301,9 +368,9 @@ func (s *splitter) copyUntilStop() (int64, error) {
 }
 
 // before returns the bytes of a chunk that precede its boundary: the start of a line cut by
-// stopCut, else none.
+// stopCut or stopCR, else none.
 func (c chunk) before() []byte {
-	if c.hit.kind == stopCut {
+	if c.hit.cut() {
 		return c.b[:c.hit.at]
 	}
 	return nil
@@ -312,18 +379,18 @@ func (c chunk) before() []byte {
 // setStop records the boundary that ended the current stream: the chunk from the boundary on.
 func (s *splitter) setStop(c chunk) {
 	s.stop = c.hit
-	if c.hit.kind == stopCut {
+	if c.hit.cut() {
 		c.b = c.b[c.hit.at:]
 	}
 	s.stopBuf = c
 }
 
 // writeStopLine writes the pending boundary line to the skeleton, with the rest of the line when
-// it is longer than one chunk, and clears s.stop. After a cut (stopCut) only the chunk's rest is
-// written; what follows is dropped content, copied by the caller.
+// it is longer than one chunk, and clears s.stop. After a cut (stopCut, stopCR) only the chunk's
+// rest is written; the caller copies what follows.
 func (s *splitter) writeStopLine() error {
 	c := s.stopBuf
-	cut := s.stop.kind == stopCut
+	cut := s.stop.cut()
 	s.stop, s.stopBuf = hit{}, chunk{}
 	s.skel.Write(c.b)
 	for !cut && c.kind == chunkPartial {
@@ -482,7 +549,7 @@ func (s *splitter) header() (*header, error) {
 			return nil, err
 		}
 		if c.start {
-			if c.hit.ok && c.hit.kind != stopCut || c.kind == chunkLine && len(c.b) == eolLen(c.b) {
+			if c.hit.ok && !c.hit.cut() || c.kind == chunkLine && len(c.b) == eolLen(c.b) {
 				// A boundary line or the empty line: the block ends with the line before.
 				s.headerLine(h, over)
 				if c.hit.ok {
