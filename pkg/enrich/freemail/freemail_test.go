@@ -95,3 +95,18 @@ func TestLoadFile(t *testing.T) {
 		t.Error("LoadFile of a missing file succeeded")
 	}
 }
+
+// FuzzParse: no panic, and a list comes with no error.
+func FuzzParse(f *testing.F) {
+	f.Add("mail.ee\n!gmx.de # x\n\nbücher.example\n")
+	f.Add("!\n@\nlocalhost\n")
+	f.Fuzz(func(t *testing.T, data string) {
+		l, err := freemail.Parse(strings.NewReader(data))
+		if (l == nil) == (err == nil) {
+			t.Fatalf("Parse = %v, %v", l, err)
+		}
+		if l != nil {
+			_ = l.Is("gmail.com")
+		}
+	})
+}
