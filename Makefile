@@ -14,9 +14,11 @@ GOTEST_FLAGS ?= -race -count=1 -timeout 25m
 KAFKA_PORT ?= 19092
 REDIS_PORT ?= 16379
 RSPAMD_PORT ?= 21333
+PG_PORT ?= 15432
 export MAILPIPE_TEST_KAFKA_BROKERS ?= 127.0.0.1:$(KAFKA_PORT)
 export MAILPIPE_TEST_REDIS_URL ?= redis://127.0.0.1:$(REDIS_PORT)/0
 export MAILPIPE_TEST_RSPAMD_URL ?= http://127.0.0.1:$(RSPAMD_PORT)
+export MAILPIPE_TEST_POSTGRES_DSN ?= postgres://mailpipe:mailpipe@127.0.0.1:$(PG_PORT)/mailpipe_test?sslmode=disable
 
 .PHONY: help
 help: ## List the targets.
@@ -36,16 +38,18 @@ deps: ## Install what the tests need: Java, Maven, redis-server, swaks, kcat, Py
 	scripts/deps.sh
 
 .PHONY: services-up
-services-up: ## Start a real Kafka broker (KRaft), redis-server and rspamd on loopback (idempotent).
+services-up: ## Start a real Kafka broker (KRaft), redis-server, rspamd and PostgreSQL on loopback (idempotent).
 	KAFKA_PORT=$(KAFKA_PORT) KAFKA_FRESH=1 scripts/kafka-up.sh
 	REDIS_PORT=$(REDIS_PORT) scripts/redis-up.sh
 	RSPAMD_PORT=$(RSPAMD_PORT) scripts/rspamd-up.sh
+	PG_PORT=$(PG_PORT) scripts/postgres-up.sh
 
 .PHONY: services-down
-services-down: ## Stop the broker and redis-server started by services-up.
+services-down: ## Stop the services started by services-up.
 	-KAFKA_PORT=$(KAFKA_PORT) scripts/kafka-down.sh
 	-REDIS_PORT=$(REDIS_PORT) scripts/redis-down.sh
 	-RSPAMD_PORT=$(RSPAMD_PORT) scripts/rspamd-down.sh
+	-PG_PORT=$(PG_PORT) scripts/postgres-down.sh
 
 .PHONY: unit
 unit: ## Fast unit tests, no services (-short skips the integration tests).

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine, idempotently: Java 17 and Maven (the
-# Kafka broker is fetched by scripts/kafka-up.sh), redis-server, rspamd (spam integration test),
+# Kafka broker is fetched by scripts/kafka-up.sh), redis-server, rspamd (spam integration test), PostgreSQL (the Postgres CRM sink),
 # swaks and kcat (interop clients),
 # postfix for its smtp-source load client (make bench), and the Python libraries the lake-topic
 # interop test uses (confluent-kafka, fastavro), and Node.js with the peer MIME parsers
@@ -9,7 +9,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-pkgs=(redis-server swaks kcat rspamd)
+pkgs=(redis-server swaks kcat rspamd postgresql)
 command -v java >/dev/null || pkgs+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || pkgs+=(maven)
 command -v python3 >/dev/null || pkgs+=(python3 python3-pip)

@@ -11,8 +11,8 @@ export MAILPIPE_CACHE=${MAILPIPE_CACHE:-$HOME/.cache/mailpipe}
 # never mistaken for ours and never blocks the run.
 fixed_kafka=${KAFKA_PORT:+1}
 : "${KAFKA_PORT:=$(free_ports 19092 2)}" "${REDIS_PORT:=$(free_ports 16379 1)}"
-: "${RSPAMD_PORT:=$(free_ports 21333 1)}"
-export KAFKA_PORT REDIS_PORT RSPAMD_PORT
+: "${RSPAMD_PORT:=$(free_ports 21333 1)}" "${PG_PORT:=$(free_ports 15432 1)}"
+export KAFKA_PORT REDIS_PORT RSPAMD_PORT PG_PORT
 export MAILPIPE_TEST_REQUIRE_SERVICES=1
 
 start=$(date +%s)
@@ -25,18 +25,19 @@ cleanup() {
   rc=$?
   if [ $rc -ne 0 ]; then
     for f in "$MAILPIPE_CACHE"/run/kafka-"$KAFKA_PORT"/kafka.log "$MAILPIPE_CACHE"/run/redis-"$REDIS_PORT"/redis.log \
-      "$MAILPIPE_CACHE"/run/rspamd-"$RSPAMD_PORT"/rspamd.log; do
+      "$MAILPIPE_CACHE"/run/rspamd-"$RSPAMD_PORT"/rspamd.log "$MAILPIPE_CACHE"/run/postgres-"$PG_PORT"/postgres.log; do
       [ -f "$f" ] && { echo "--- last lines of $f" >&2; tail -n 30 "$f" >&2; }
     done
   fi
   scripts/kafka-down.sh >/dev/null 2>&1 || true
   scripts/redis-down.sh >/dev/null 2>&1 || true
   scripts/rspamd-down.sh >/dev/null 2>&1 || true
+  scripts/postgres-down.sh >/dev/null 2>&1 || true
   exit $rc
 }
 trap cleanup EXIT
 
-section "starting Kafka, Redis and rspamd"
+section "starting Kafka, Redis, rspamd and PostgreSQL"
 for attempt in 1 2 3; do
   KAFKA_FRESH=1 scripts/kafka-up.sh && break
   [ -z "$fixed_kafka" ] && [ $attempt -lt 3 ] || exit 1
@@ -45,6 +46,8 @@ for attempt in 1 2 3; do
 done
 scripts/redis-up.sh
 scripts/rspamd-up.sh
+scripts/postgres-up.sh
+export MAILPIPE_TEST_POSTGRES_DSN="postgres://mailpipe:mailpipe@127.0.0.1:$PG_PORT/mailpipe_test?sslmode=disable"
 export MAILPIPE_TEST_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
 export MAILPIPE_TEST_RSPAMD_URL="http://127.0.0.1:$RSPAMD_PORT"
 export MAILPIPE_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
