@@ -27,9 +27,9 @@ var propertyName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,99}$`)
 //
 // Authentication is either a private-app access token (Token) or an OAuth app's refresh token
 // (ClientID, ClientSecret and RefreshToken); exactly one of the two must be set. The token needs
-// the scopes crm.objects.contacts.write, crm.objects.companies.write and the email engagement
-// write scope (sales-email-read for reading logged emails), and crm.schemas.*.write when
-// CreateProperty is on.
+// write access to contacts and companies (crm.objects.contacts.write,
+// crm.objects.companies.write), the scopes HubSpot's emails reference lists for creating and
+// reading email engagements, and a properties write scope when CreateProperty is on.
 type Config struct {
 	// Name is the target name (dedupe namespace, mail.crm.v1 target, the prefix of the known
 	// ids read from the enrichment: "<name>.contact"); default "hubspot".

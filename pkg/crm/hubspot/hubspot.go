@@ -456,9 +456,10 @@ type propertyDefinition struct {
 
 // ensureProperty makes sure the external id property exists on emails, once per connector:
 // it reads the definition and, on 404, creates the "mailpipe" group and the property with
-// unique values (a 409 means another process was faster). A property that exists without
-// unique values is used, with a warning: replays stay idempotent through search, but two
-// processes writing one message within the search-index lag could both create it.
+// unique values (a 409 means another process was faster; a 400 for the unique flag creates it
+// without). A property without unique values is used, with a warning: replays stay idempotent
+// through search and the in-process memory, but two processes writing one message within the
+// search-index lag could both create it.
 func (c *Connector) ensureProperty(ctx context.Context, cl *call) error {
 	if !c.createProperty || c.propReady.Load() {
 		return nil
@@ -492,11 +493,21 @@ func (c *Connector) ensureProperty(ctx context.Context, cl *call) error {
 			Description:    "Idempotency key of the message mailpipe logged (sha256 of Message-ID and sender). Do not edit.",
 			HasUniqueValue: true,
 		}
-		if err := c.do(ctx, cl, "creating the external id property", http.MethodPost,
-			"/crm/v3/properties/emails", def, nil); err != nil && statusOf(err) != http.StatusConflict {
+		err := c.do(ctx, cl, "creating the external id property", http.MethodPost, "/crm/v3/properties/emails", def, nil)
+		if statusOf(err) == http.StatusBadRequest {
+			// HubSpot documents unique-value properties for contacts, companies, deals, tickets
+			// and custom objects; an account that refuses one on emails still gets a usable
+			// property: search keeps replays idempotent (see the warning above).
+			c.log.LogAttrs(ctx, slog.LevelWarn, "HubSpot refused a unique-value email property; creating it without",
+				slog.String("property", c.prop), slog.Any("error", err))
+			def.HasUniqueValue = false
+			err = c.do(ctx, cl, "creating the external id property", http.MethodPost, "/crm/v3/properties/emails", def, nil)
+		}
+		if err != nil && statusOf(err) != http.StatusConflict {
 			return err
 		}
-		c.log.LogAttrs(ctx, slog.LevelInfo, "created the external id property on emails", slog.String("property", c.prop))
+		c.log.LogAttrs(ctx, slog.LevelInfo, "created the external id property on emails",
+			slog.String("property", c.prop), slog.Bool("unique", def.HasUniqueValue))
 	default:
 		return err
 	}

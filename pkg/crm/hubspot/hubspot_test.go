@@ -333,10 +333,28 @@ func TestExternalIDProperty(t *testing.T) {
 	}
 }
 
+func TestPropertyWithoutUniqueValues(t *testing.T) {
+	// given an account that refuses a unique-value email property
+	srv := hubspottest.NewServer(t, hubspottest.WithoutUniqueEmailProperties())
+	c := newConnector(t, config(srv))
+
+	// when
+	msg := crmtest.Message("not unique")
+	mustUpsert(t, c, msg)
+	res := mustUpsert(t, newConnector(t, config(srv)), crmtest.Message("not unique"))
+
+	// then the property exists without the flag, and replays still find the email by search
+	if n := srv.Calls("POST /crm/v3/properties/emails"); n != 2 {
+		t.Errorf("property creations = %d, want 2 (refused with unique values, then without)", n)
+	}
+	if res.Outcome != crm.OutcomeDeduped || srv.Objects(msg.Message.ExternalID) != 1 {
+		t.Errorf("replay outcome %q, emails %d; want deduped and 1", res.Outcome, srv.Objects(msg.Message.ExternalID))
+	}
+}
+
 func TestPropertyCreatedWithUniqueValues(t *testing.T) {
 	srv := hubspottest.NewServer(t)
 	mustUpsert(t, newConnector(t, config(srv)), crmtest.Message("unique"))
-	// A second create of the same external id conflicts: the account enforces uniqueness.
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL()+"/crm/v3/properties/emails/"+hubspottest.ExternalIDProperty, nil)
 	if err != nil {
 		t.Fatal(err)

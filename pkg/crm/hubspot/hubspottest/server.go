@@ -171,6 +171,13 @@ func WithSearchRateLimit(n int) Option {
 	return optionFunc(func(s *Server) { s.searchRate = &rateWindow{n: n, d: time.Second} })
 }
 
+// WithoutUniqueEmailProperties makes the account refuse (400) custom email properties with
+// unique values, for clients that must cope with an account or object type that does not offer
+// them.
+func WithoutUniqueEmailProperties() Option {
+	return optionFunc(func(s *Server) { s.noUniqueEmails = true })
+}
+
 // WithSearchLag makes records visible to search only d after they were created, as HubSpot's
 // search index lags writes by seconds. Reads by id and unique-value checks see them at once.
 func WithSearchLag(d time.Duration) Option {
@@ -186,6 +193,8 @@ type Server struct {
 	searchLag  time.Duration
 	rate       *rateWindow
 	searchRate *rateWindow
+
+	noUniqueEmails bool
 
 	clientID, clientSecret, refreshToken, static string
 
@@ -1206,6 +1215,9 @@ func (s *Server) createProperty(w http.ResponseWriter, r *http.Request, body []b
 	}
 	if p.Type != "" && !slices.Contains([]string{"string", "number", "date", "datetime", "enumeration", "bool"}, p.Type) {
 		details = append(details, errorDetail{Message: "unknown type " + p.Type, Code: "INVALID_TYPE", In: "type"})
+	}
+	if p.HasUniqueValue && typ == Emails && s.noUniqueEmails {
+		details = append(details, errorDetail{Message: "unique values are not supported for this object type", Code: "INVALID_UNIQUE", In: "hasUniqueValue"})
 	}
 	if p.HasUniqueValue && p.Type != "string" && p.Type != "number" {
 		details = append(details, errorDetail{Message: "only string and number properties can require unique values", Code: "INVALID_UNIQUE", In: "hasUniqueValue"})
