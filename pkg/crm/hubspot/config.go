@@ -31,8 +31,9 @@ var propertyName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,99}$`)
 // crm.objects.companies.write), the scopes HubSpot's emails reference lists for creating and
 // reading email engagements, and a properties write scope when CreateProperty is on.
 type Config struct {
-	// Name is the target name (dedupe namespace, mail.crm.v1 target, the prefix of the known
-	// ids read from the enrichment: "<name>.contact"); default "hubspot".
+	// Name is the target name (dedupe namespace, mail.crm.v1 target); default "hubspot". The
+	// connector does not read Enrichment.CRMIds: it finds contacts by email and companies by
+	// domain itself, so a stale id from the enrichment cannot misdirect a write.
 	Name string `env:"NAME" default:"hubspot" usage:"target name of the HubSpot connector"`
 	// BaseURL is the API root; default https://api.hubapi.com. The OAuth token endpoint is
 	// BaseURL + /oauth/v1/token.
