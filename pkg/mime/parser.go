@@ -1,7 +1,6 @@
 package mime
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -62,6 +61,9 @@ func (c config) validate() error {
 	return errors.Join(errs...)
 }
 
+// maxStoredPartErrors is how many errors enmime keeps per part.
+const maxStoredPartErrors = 16
+
 // Parser parses raw messages. It holds only configuration and is safe for concurrent use.
 type Parser struct {
 	cfg    config
@@ -84,7 +86,7 @@ func NewParser(opts ...Option) (*Parser, error) {
 			enmime.SkipMalformedParts(true),
 			enmime.MultipartWOBoundaryAsSinglePart(true),
 			enmime.SetReadPartErrorPolicy(keepCorruptBase64),
-			enmime.MaxStoredPartErrors(16),
+			enmime.MaxStoredPartErrors(maxStoredPartErrors),
 			// Trust declared charsets; undeclared ones are decided in repairText (see
 			// undeclaredCharset).
 			enmime.DisableCharacterDetection(true),
@@ -159,7 +161,7 @@ func (p *Parser) parse(raw []byte, level int, spooled SpoolLookup) (*Message, er
 	input := scan.apply()
 
 	failed := false
-	root, err := p.enmime.ReadParts(bytes.NewReader(input))
+	root, err := p.readParts(input)
 	if err != nil {
 		failed = true
 		w.add(Warning{Name: WarnMIMEUnreadable, Severe: true, Detail: "reading MIME structure: " + safeDetail(err)})

@@ -1,0 +1,223 @@
+package mime
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/jhillyerd/enmime/v2"
+)
+
+// TestSplitBuildsEnmimesTree checks split against enmime on every message of the shared
+// corpora and on the messages nested in them, as the parser reads them (after preprocess and
+// prescan): where split reads a message, its tree must be enmime's, field for field.
+func TestSplitBuildsEnmimesTree(t *testing.T) {
+	p, err := NewParser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := splitCorpus(t)
+	var read, multipart int
+	var check func(name string, raw []byte, level int)
+	check = func(name string, raw []byte, level int) {
+		input := parserInput(p, raw)
+		want, werr := p.enmime.ReadParts(bytes.NewReader(input))
+		got, ok := p.split(input)
+		if want != nil && want.FirstChild != nil {
+			multipart++
+		}
+		if !ok {
+			if want != nil && want.FirstChild != nil {
+				t.Logf("%s: split gave up on a multipart message", name)
+			}
+		} else {
+			read++
+			if werr != nil {
+				t.Errorf("%s: split read a message enmime refuses (%v)", name, werr)
+			} else if d := treeDiff(got, want, nil, nil); d != "" {
+				t.Errorf("%s: split's tree differs from enmime's: %s", name, d)
+			}
+		}
+		if want == nil || level >= 3 {
+			return
+		}
+		_ = want.DepthMatchAll(func(part *enmime.Part) bool {
+			if part.FirstChild == nil && NestedType(strings.ToLower(part.ContentType)) && len(part.Content) > 0 {
+				check(name+" > "+part.PartID, part.Content, level+1)
+			}
+			return false
+		})
+	}
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(filepath.Base(f), raw, 0)
+	}
+	t.Logf("split read %d messages, %d of them multipart to enmime", read, multipart)
+	if read < multipart*9/10 {
+		t.Errorf("split read %d messages of %d multipart ones: it gives up too often", read, multipart)
+	}
+}
+
+// FuzzSplit checks that wherever split reads an input, it builds enmime's tree.
+func FuzzSplit(f *testing.F) {
+	for _, s := range splitSeeds {
+		f.Add([]byte(s))
+	}
+	p, err := NewParser()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		got, ok := p.split(in)
+		if !ok {
+			return
+		}
+		want, err := p.enmime.ReadParts(bytes.NewReader(in))
+		if err != nil {
+			t.Fatalf("split read an input enmime refuses (%v)", err)
+		}
+		if d := treeDiff(got, want, nil, nil); d != "" {
+			t.Fatalf("split's tree differs from enmime's: %s", d)
+		}
+	})
+}
+
+func TestSplitSeeds(t *testing.T) {
+	p, err := NewParser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range splitSeeds {
+		got, ok := p.split([]byte(s))
+		want, werr := p.enmime.ReadParts(strings.NewReader(s))
+		if !ok {
+			continue
+		}
+		if werr != nil {
+			t.Errorf("seed %d: split read an input enmime refuses (%v)", i, werr)
+			continue
+		}
+		if d := treeDiff(got, want, nil, nil); d != "" {
+			t.Errorf("seed %d: split's tree differs from enmime's: %s", i, d)
+		}
+	}
+}
+
+// splitSeeds are multipart messages with the boundary reader's corner cases.
+var splitSeeds = []string{
+	"Content-Type: multipart/mixed; boundary=xx\r\n\r\npreamble\r\n--xx\r\nContent-Type: text/plain\r\n\r\nhello\r\n--xx\r\n\r\nuntyped\r\n--xx--\r\nepilogue\r\n",
+	"Content-Type: multipart/mixed; boundary=xx\n\n--xx\n\nno end\n",
+	"Content-Type: multipart/mixed; boundary=xx\n\n--xx\nContent-Type: text/plain\n\nA\r\r\n--xx\nContent-Type: text/html; boundary=yy\n\n<p>\n--xx\n",
+	"Content-Type: multipart/mixed; boundary=\"outer\"\r\n\r\n--outer\r\nContent-Type: multipart/alternative; boundary=inner\r\n\r\n--inner\r\nContent-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\ncaf=E9\r\n--inner\r\nContent-Type: text/html\r\n\r\n<b>x</b>\r\n--inner--\r\ninner epilogue\r\n--outer\r\nContent-Type: image/png; name=a.png\r\nContent-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n--outer--",
+	"Content-Type: multipart/mixed; boundary=xx\n\n--xx\n--xx\nX: y\n\n--xx--",
+	"Content-Type: multipart/mixed; boundary=xx\n\n--xx \nContent-Disposition: attachment; filename=a.txt\n\nbody --xx mid\nline\n--xx--",
+	"Content-Type: multipart/report; boundary=b1\n\n--b1\nContent-Type: message/rfc822\n\nFrom: a@b\nSubject: x\n\nhi\n--b1--\n",
+}
+
+// parserInput is what Parser.parse hands enmime for raw: preprocessed, headers within the
+// limits, prescanned.
+func parserInput(p *Parser, raw []byte) []byte {
+	b, _ := preprocess(raw)
+	fields, body, _ := scanHeaders(b)
+	if len(fields) == 0 {
+		return b
+	}
+	if kept, from, lw := p.cfg.limits.cutHeaders(fields, body); lw != nil {
+		_ = kept
+		b = dropHeaderFields(b, from, body)
+	}
+	return runPrescan(b, p.cfg.limits).apply()
+}
+
+// splitCorpus lists the messages of the shared corpus and of corpus-bounces.
+func splitCorpus(t *testing.T) []string {
+	t.Helper()
+	dir := os.Getenv("MAILPIPE_CORPUS")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "..", "shared", "corpus")
+	}
+	var files []string
+	for _, d := range []string{dir, filepath.Join(filepath.Dir(filepath.Clean(dir)), "corpus-bounces")} {
+		_ = filepath.WalkDir(d, func(path string, e os.DirEntry, err error) error {
+			if err == nil && !e.IsDir() && strings.HasSuffix(path, ".eml") && !strings.Contains(e.Name(), ".expected") {
+				files = append(files, path)
+			}
+			return nil
+		})
+	}
+	if len(files) == 0 {
+		if os.Getenv("MAILPIPE_TEST_REQUIRE_SERVICES") != "" {
+			t.Fatalf("corpus not found at %s: set MAILPIPE_CORPUS", dir)
+		}
+		t.Skipf("corpus not found at %s: set MAILPIPE_CORPUS to the shared corpus directory", dir)
+	}
+	return files
+}
+
+// treeDiff describes the first difference between two enmime trees, "" when they are equal.
+func treeDiff(a, b, aParent, bParent *enmime.Part) string {
+	for ; a != nil || b != nil; a, b = a.NextSibling, b.NextSibling {
+		if a == nil || b == nil {
+			return fmt.Sprintf("one tree has an extra part (%v, %v)", a != nil, b != nil)
+		}
+		id := b.PartID
+		if (a.Parent == aParent) != true || (b.Parent == bParent) != true {
+			return id + ": wrong parent"
+		}
+		for _, f := range []struct {
+			name string
+			x, y any
+		}{
+			{"PartID", a.PartID, b.PartID},
+			{"ContentType", a.ContentType, b.ContentType},
+			{"Boundary", a.Boundary, b.Boundary},
+			{"ContentID", a.ContentID, b.ContentID},
+			{"Disposition", a.Disposition, b.Disposition},
+			{"FileName", a.FileName, b.FileName},
+			{"FileModDate", a.FileModDate, b.FileModDate},
+			{"Charset", a.Charset, b.Charset},
+			{"OrigCharset", a.OrigCharset, b.OrigCharset},
+			{"Header", a.Header, b.Header},
+			{"Errors", errorList(a.Errors), errorList(b.Errors)},
+			{"Content", string(a.Content), string(b.Content)},
+			{"Epilogue", string(a.Epilogue), string(b.Epilogue)},
+			{"ContentTypeParams", len(a.ContentTypeParams), len(b.ContentTypeParams)},
+		} {
+			if !reflect.DeepEqual(f.x, f.y) {
+				return fmt.Sprintf("%s: %s %q, enmime %q", id, f.name, truncate([]byte(fmt.Sprint(f.x)), 300), truncate([]byte(fmt.Sprint(f.y)), 300))
+			}
+		}
+		if d := treeDiff(a.FirstChild, b.FirstChild, a, b); d != "" {
+			return d
+		}
+	}
+	return ""
+}
+
+// errorList lists errs as strings. enmime reports the malformed parameters of a media type in
+// map order, so those are sorted among themselves.
+func errorList(errs []*enmime.Error) []string {
+	out := make([]string, 0, len(errs))
+	var at []int
+	var params []string
+	for i, e := range errs {
+		out = append(out, e.Error())
+		if strings.Contains(e.Detail, "has malformed parameter") {
+			at = append(at, i)
+			params = append(params, e.Error())
+		}
+	}
+	sort.Strings(params)
+	for k, i := range at {
+		out[i] = params[k]
+	}
+	return out
+}
