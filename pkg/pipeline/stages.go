@@ -11,7 +11,10 @@ import (
 	"github.com/mailpipe/mailpipe/pkg/app"
 	"github.com/mailpipe/mailpipe/pkg/classify"
 	"github.com/mailpipe/mailpipe/pkg/crm"
+	"github.com/mailpipe/mailpipe/pkg/crm/hubspot"
 	"github.com/mailpipe/mailpipe/pkg/crm/localstore"
+	"github.com/mailpipe/mailpipe/pkg/crm/pipedrive"
+	"github.com/mailpipe/mailpipe/pkg/crm/postgres"
 	"github.com/mailpipe/mailpipe/pkg/crm/webhook"
 	"github.com/mailpipe/mailpipe/pkg/dedupe"
 	"github.com/mailpipe/mailpipe/pkg/dedupe/redisdedupe"
@@ -62,6 +65,10 @@ type SinkConfig struct {
 	StageConfig
 	Sink    sink.Config    `env:"SINK"`
 	Webhook webhook.Config `env:"WEBHOOK"`
+	// The CRM connectors; each is on when its credentials (or DSN) are set.
+	HubSpot   hubspot.Config   `env:"CRM_HUBSPOT"`
+	Pipedrive pipedrive.Config `env:"CRM_PIPEDRIVE"`
+	Postgres  postgres.Config  `env:"CRM_POSTGRES"`
 	// LocalStorePath enables the local JSON-lines store connector (`mailpipe dev`).
 	LocalStorePath string `env:"LOCALSTORE_PATH" usage:"file for the local CRM stand-in connector (dev)"`
 }
@@ -332,7 +339,7 @@ func Enricher(ctx context.Context, cfg EnricherConfig, d *Deps) ([]app.Actor, er
 // CRMSink builds the crm-sink service: mail.enriched.v1 → connectors → mail.crm.v1 and
 // mail.lake.v1. Connectors are chosen explicitly here, never registered through init().
 // onWrite, if not nil, is called for every entry the local store writes (dev logs them).
-func CRMSink(_ context.Context, cfg SinkConfig, d *Deps, onWrite func(localstore.Entry)) ([]app.Actor, error) {
+func CRMSink(ctx context.Context, cfg SinkConfig, d *Deps, onWrite func(localstore.Entry)) ([]app.Actor, error) {
 	var conns []crm.Connector
 	if cfg.Webhook.URL != "" {
 		w, err := webhook.New(cfg.Webhook, d.Log)
@@ -340,6 +347,36 @@ func CRMSink(_ context.Context, cfg SinkConfig, d *Deps, onWrite func(localstore
 			return nil, app.ConfigError(fmt.Errorf("webhook: %w", err))
 		}
 		conns = append(conns, w)
+	}
+	if c := cfg.HubSpot; c.Token != "" || c.RefreshToken != "" {
+		h, err := hubspot.New(c, d.Log)
+		if err != nil {
+			return nil, app.ConfigError(fmt.Errorf("hubspot: %w", err))
+		}
+		conns = append(conns, h)
+	}
+	if c := cfg.Pipedrive; c.APIToken != "" || c.AccessToken != "" {
+		var opts []pipedrive.Option
+		if d.Blobs != nil {
+			opts = append(opts, pipedrive.WithBlobs(d.Blobs))
+		}
+		pd, err := pipedrive.New(c, d.Log, opts...)
+		if err != nil {
+			return nil, app.ConfigError(fmt.Errorf("pipedrive: %w", err))
+		}
+		conns = append(conns, pd)
+	}
+	if cfg.Postgres.DSN != "" {
+		pg, err := postgres.New(cfg.Postgres, d.Log)
+		if err != nil {
+			return nil, app.ConfigError(fmt.Errorf("postgres: %w", err))
+		}
+		// Migrations at start, so bad credentials or a broken schema stop the service now.
+		if err := pg.Migrate(ctx); err != nil {
+			_ = pg.Close(ctx)
+			return nil, fmt.Errorf("postgres: %w", err)
+		}
+		conns = append(conns, pg)
 	}
 	if cfg.LocalStorePath != "" {
 		var opts []localstore.Option
@@ -353,7 +390,7 @@ func CRMSink(_ context.Context, cfg SinkConfig, d *Deps, onWrite func(localstore
 		conns = append(conns, ls)
 	}
 	if len(conns) == 0 {
-		return nil, app.ConfigError(errors.New("crm-sink: no connector configured (set MAILPIPE_WEBHOOK_URL or MAILPIPE_LOCALSTORE_PATH)"))
+		return nil, app.ConfigError(errors.New("crm-sink: no connector configured (set MAILPIPE_WEBHOOK_URL, MAILPIPE_CRM_HUBSPOT_TOKEN, MAILPIPE_CRM_PIPEDRIVE_API_TOKEN, MAILPIPE_CRM_POSTGRES_DSN or MAILPIPE_LOCALSTORE_PATH)"))
 	}
 	var store dedupe.Store
 	if d.Redis != nil {
