@@ -9,7 +9,6 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/inbucket/html2text"
 	"github.com/jhillyerd/enmime/v2"
 	"github.com/jhillyerd/enmime/v2/mediatype"
 )
@@ -317,12 +316,7 @@ func (p *Parser) readBody(m *Message, root *enmime.Part, w *warnings, spooled Sp
 	m.HTML = env.HTML
 	m.Text = env.Text
 	if m.Text == "" && m.HTML != "" {
-		text, err := html2text.FromString(m.HTML)
-		if err != nil {
-			w.add(Warning{Name: WarnTextFromHTMLFailed, Severe: true, Detail: "rendering text from HTML: " + safeDetail(err)})
-		} else {
-			m.Text = text
-		}
+		m.Text = htmlText(m.HTML)
 	}
 	// One line-ending convention for every consumer (reply stripping, rules, CRMs).
 	m.Text = strings.ReplaceAll(m.Text, "\r\n", "\n")
