@@ -207,7 +207,12 @@ func (s *splitter) entity(start, end int, id string, parent *enmime.Part, depth 
 			return nil, false
 		}
 	case leaf.ContentType == "":
-		return nil, false // enmime's warning would name the part "0"
+		// A Content-Type without a type ("; name=x"): enmime's warning named the part "0".
+		for _, e := range leaf.Errors {
+			if e.Name == enmime.ErrorMissingContentType && e.Detail == "content-type is empty for part id: 0" {
+				e.Detail = "content-type is empty for part id: " + id
+			}
+		}
 	}
 	leaf.PartID, leaf.Parent = id, parent
 	return leaf, true
