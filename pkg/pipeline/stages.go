@@ -15,6 +15,7 @@ import (
 	"github.com/mailpipe/mailpipe/pkg/crm/localstore"
 	"github.com/mailpipe/mailpipe/pkg/crm/pipedrive"
 	"github.com/mailpipe/mailpipe/pkg/crm/postgres"
+	"github.com/mailpipe/mailpipe/pkg/crm/salesforce"
 	"github.com/mailpipe/mailpipe/pkg/crm/webhook"
 	"github.com/mailpipe/mailpipe/pkg/dedupe"
 	"github.com/mailpipe/mailpipe/pkg/dedupe/redisdedupe"
@@ -66,9 +67,10 @@ type SinkConfig struct {
 	Sink    sink.Config    `env:"SINK"`
 	Webhook webhook.Config `env:"WEBHOOK"`
 	// The CRM connectors; each is on when its credentials (or DSN) are set.
-	HubSpot   hubspot.Config   `env:"CRM_HUBSPOT"`
-	Pipedrive pipedrive.Config `env:"CRM_PIPEDRIVE"`
-	Postgres  postgres.Config  `env:"CRM_POSTGRES"`
+	HubSpot    hubspot.Config    `env:"CRM_HUBSPOT"`
+	Salesforce salesforce.Config `env:"CRM_SALESFORCE"`
+	Pipedrive  pipedrive.Config  `env:"CRM_PIPEDRIVE"`
+	Postgres   postgres.Config   `env:"CRM_POSTGRES"`
 	// LocalStorePath enables the local JSON-lines store connector (`mailpipe dev`).
 	LocalStorePath string `env:"LOCALSTORE_PATH" usage:"file for the local CRM stand-in connector (dev)"`
 }
@@ -355,6 +357,13 @@ func CRMSink(ctx context.Context, cfg SinkConfig, d *Deps, onWrite func(localsto
 		}
 		conns = append(conns, h)
 	}
+	if cfg.Salesforce.ClientID != "" {
+		sf, err := salesforce.New(cfg.Salesforce, d.Log)
+		if err != nil {
+			return nil, app.ConfigError(fmt.Errorf("salesforce: %w", err))
+		}
+		conns = append(conns, sf)
+	}
 	if c := cfg.Pipedrive; c.APIToken != "" || c.AccessToken != "" {
 		var opts []pipedrive.Option
 		if d.Blobs != nil {
@@ -390,7 +399,7 @@ func CRMSink(ctx context.Context, cfg SinkConfig, d *Deps, onWrite func(localsto
 		conns = append(conns, ls)
 	}
 	if len(conns) == 0 {
-		return nil, app.ConfigError(errors.New("crm-sink: no connector configured (set MAILPIPE_WEBHOOK_URL, MAILPIPE_CRM_HUBSPOT_TOKEN, MAILPIPE_CRM_PIPEDRIVE_API_TOKEN, MAILPIPE_CRM_POSTGRES_DSN or MAILPIPE_LOCALSTORE_PATH)"))
+		return nil, app.ConfigError(errors.New("crm-sink: no connector configured (set MAILPIPE_WEBHOOK_URL, MAILPIPE_CRM_HUBSPOT_TOKEN, MAILPIPE_CRM_SALESFORCE_CLIENT_ID, MAILPIPE_CRM_PIPEDRIVE_API_TOKEN, MAILPIPE_CRM_POSTGRES_DSN or MAILPIPE_LOCALSTORE_PATH)"))
 	}
 	var store dedupe.Store
 	if d.Redis != nil {
