@@ -158,6 +158,7 @@ const depthMarker = "X-Mime-Depth"
 // the exact limits are enforced again on the parsed tree by enforce.
 type prescan struct {
 	lim      Limits
+	media    func(string) (string, map[string]string, []string, error) // parseMediaType
 	b        []byte
 	parts    int
 	decoded  int64
@@ -205,8 +206,8 @@ func (s *prescan) apply() []byte {
 	return append(kept, out[pos:]...)
 }
 
-func runPrescan(b []byte, lim Limits) *prescan {
-	s := &prescan{lim: lim, b: b, cut: -1}
+func runPrescan(b []byte, lim Limits, media func(string) (string, map[string]string, []string, error)) *prescan {
+	s := &prescan{lim: lim, media: media, b: b, cut: -1}
 	s.entity(0, len(b), 0, 0)
 	return s
 }
@@ -237,7 +238,7 @@ func (s *prescan) entity(start, end, depth, delim int) bool {
 	}
 	fs := fieldSet(fields)
 	ct, _ := fs.first("Content-Type")
-	mtype, params, _, err := parseMediaType(ct)
+	mtype, params, _, err := s.media(ct)
 	boundary := ""
 	if err == nil {
 		boundary = params["boundary"]

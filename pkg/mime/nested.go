@@ -22,7 +22,7 @@ func NestedType(ct string) bool {
 // its Attachment.Message, recursively up to Limits.MaxNestedDepth levels. The content was
 // already counted against the decoded-size budget, and each level is bounded by the same
 // limits, so the work stays within MaxNestedDepth times that of the message itself.
-func (p *Parser) describeNested(m *Message, level int, w *warnings) {
+func (p *Parser) describeNested(r *run, m *Message, level int, w *warnings) {
 	for i := range m.Attachments {
 		a := &m.Attachments[i]
 		if !NestedType(a.ContentType) || len(a.Content) == 0 {
@@ -41,7 +41,7 @@ func (p *Parser) describeNested(m *Message, level int, w *warnings) {
 			// the part ended with.
 			content = append(content[:len(content):len(content)], "\r\n\r\n"...)
 		}
-		nm, err := p.parse(content, level+1, nil)
+		nm, err := p.parse(r, content, level+1, nil)
 		if err != nil {
 			w.add(Warning{
 				Name:   WarnNestedUnreadable,

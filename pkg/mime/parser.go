@@ -65,8 +65,10 @@ const maxStoredPartErrors = 16
 
 // Parser parses raw messages. It holds only configuration and is safe for concurrent use.
 type Parser struct {
-	cfg    config
-	enmime *enmime.Parser
+	cfg config
+	// enmimeOpts configure enmime, but for the media-type parser, which each run adds (see
+	// run.parseMediaType).
+	enmimeOpts []enmime.Option
 }
 
 // NewParser returns a Parser with the given options, or an error naming each invalid option.
@@ -80,7 +82,7 @@ func NewParser(opts ...Option) (*Parser, error) {
 	}
 	return &Parser{
 		cfg: cfg,
-		enmime: enmime.NewParser(
+		enmimeOpts: []enmime.Option{
 			// Keep going past broken parts and record them instead (habit 12).
 			enmime.SkipMalformedParts(true),
 			enmime.MultipartWOBoundaryAsSinglePart(true),
@@ -89,10 +91,9 @@ func NewParser(opts ...Option) (*Parser, error) {
 			// Trust declared charsets; undeclared ones are decided in repairText (see
 			// undeclaredCharset).
 			enmime.DisableCharacterDetection(true),
-			enmime.SetCustomParseMediaType(parseMediaType),
 			// We render text from HTML ourselves, after the charset repair.
 			enmime.DisableTextConversion(true),
-		),
+		},
 	}, nil
 }
 
@@ -102,7 +103,7 @@ func (p *Parser) Limits() Limits { return p.cfg.limits }
 // Parse parses one raw RFC 5322 message. It returns an error ([ErrNoHeaders]) only when not
 // even a header field can be read; every other problem is reported in Message.Warnings and
 // Message.Status. The returned Message does not share memory with raw.
-func (p *Parser) Parse(raw []byte) (*Message, error) { return p.parse(raw, 0, nil) }
+func (p *Parser) Parse(raw []byte) (*Message, error) { return p.parse(p.newRun(), raw, 0, nil) }
 
 // SpoolLookup resolves the value of a [SpoolHeader] field of a part to the description of the
 // body that was moved out of the message (package spool); false for a value it did not write.
@@ -126,12 +127,12 @@ type Spooled struct {
 // with the spooled body's size, hash and sniffed type, and Attachment.Spooled set; its Content
 // is nil. Nested messages inside spooled parts are not described.
 func (p *Parser) ParseSpooled(raw []byte, lookup SpoolLookup) (*Message, error) {
-	return p.parse(raw, 0, lookup)
+	return p.parse(p.newRun(), raw, 0, lookup)
 }
 
 // parse parses a message at nesting level (0 for the message itself, 1 for a message attached
 // to it, ...).
-func (p *Parser) parse(raw []byte, level int, spooled SpoolLookup) (*Message, error) {
+func (p *Parser) parse(r *run, raw []byte, level int, spooled SpoolLookup) (*Message, error) {
 	w := &warnings{max: p.cfg.maxWarnings}
 	b, pre := preprocess(raw)
 	w.add(pre...)
@@ -155,12 +156,12 @@ func (p *Parser) parse(raw []byte, level int, spooled SpoolLookup) (*Message, er
 		})
 	}
 
-	scan := runPrescan(b, p.cfg.limits)
+	scan := runPrescan(b, p.cfg.limits, r.parseMediaType)
 	w.add(scan.warnings...)
 	input := scan.apply()
 
 	failed := false
-	root, err := p.readParts(input)
+	root, err := p.readParts(r, input)
 	if err != nil {
 		failed = true
 		w.add(Warning{Name: WarnMIMEUnreadable, Severe: true, Detail: "reading MIME structure: " + safeDetail(err)})
@@ -178,14 +179,14 @@ func (p *Parser) parse(raw []byte, level int, spooled SpoolLookup) (*Message, er
 				w.add(x)
 			}
 		}
-		if err := p.readBody(m, root, w, spooled); err != nil {
+		if err := p.readBody(r, m, root, w, spooled); err != nil {
 			failed = true
 			w.add(Warning{Name: WarnMIMEUnreadable, Severe: true, Detail: "reading MIME body: " + safeDetail(err)})
 		} else {
 			keepUnsplitBody(m, root, input, w)
 		}
 	}
-	p.describeNested(m, level, w)
+	p.describeNested(r, m, level, w)
 	m.Warnings = w.result()
 	switch {
 	case failed:
@@ -296,8 +297,8 @@ func contains(list []string, s string) bool {
 }
 
 // readBody fills text, HTML and attachments from enmime's tree.
-func (p *Parser) readBody(m *Message, root *enmime.Part, w *warnings, spooled SpoolLookup) error {
-	env, err := p.enmime.EnvelopeFromPart(root)
+func (p *Parser) readBody(r *run, m *Message, root *enmime.Part, w *warnings, spooled SpoolLookup) error {
+	env, err := r.enmime.EnvelopeFromPart(root)
 	if err != nil {
 		return err
 	}

@@ -41,34 +41,35 @@ const (
 	splitMaxBoundary = 200
 )
 
-// readParts returns enmime's part tree of input, the tree p.enmime.ReadParts builds.
-func (p *Parser) readParts(input []byte) (*enmime.Part, error) {
-	if root, ok := p.split(input); ok {
+// readParts returns enmime's part tree of input, the tree enmime's ReadParts builds.
+func (p *Parser) readParts(r *run, input []byte) (*enmime.Part, error) {
+	if root, ok := p.split(r, input); ok {
 		return root, nil
 	}
-	return p.enmime.ReadParts(bytes.NewReader(input))
+	return r.readEnmime(input)
 }
 
 // splitter holds the input of one split.
 type splitter struct {
-	p  *Parser
-	in []byte
+	p   *Parser
+	run *run
+	in  []byte
 }
 
 // split reads a multipart message as described at the top of this file. ok is false when the
 // message is not multipart (enmime reads a single part without a boundary reader anyway) or
 // when split is not sure to build enmime's tree.
-func (p *Parser) split(in []byte) (root *enmime.Part, ok bool) {
+func (p *Parser) split(r *run, in []byte) (root *enmime.Part, ok bool) {
 	fields, body, _ := scanHeaders(in)
 	ct, _ := fieldSet(fields).first("Content-Type")
 	if ct == "" {
 		return nil, false
 	}
-	mtype, params, _, err := parseMediaType(ct)
+	mtype, params, _, err := r.parseMediaType(ct)
 	if err != nil || !strings.HasPrefix(mtype, "multipart/") || params["boundary"] == "" {
 		return nil, false
 	}
-	s := &splitter{p: p, in: in}
+	s := &splitter{p: p, run: r, in: in}
 	return s.container(0, body, len(in), "0", nil, mtype, params["boundary"], 0)
 }
 
@@ -79,7 +80,7 @@ func (s *splitter) container(start, body, end int, id string, parent *enmime.Par
 	if depth > s.p.cfg.limits.MaxDepth+1 || !splittable(boundary) {
 		return nil, false
 	}
-	part, err := s.p.enmime.ReadParts(bytes.NewReader(s.in[start:body]))
+	part, err := s.run.readEnmime(s.in[start:body])
 	if err != nil || part.FirstChild != nil || part.ContentType != mtype || part.Boundary != boundary {
 		return nil, false
 	}
@@ -174,7 +175,7 @@ func (s *splitter) entity(start, end int, id string, parent *enmime.Part, depth 
 	fields, body, _ := scanHeaders(b)
 	ct, _ := fieldSet(fields).first("Content-Type")
 	if ct != "" {
-		mtype, params, _, err := parseMediaType(ct)
+		mtype, params, _, err := s.run.parseMediaType(ct)
 		if err != nil {
 			return s.unreadable(b[:body], parent)
 		}
@@ -185,7 +186,7 @@ func (s *splitter) entity(start, end int, id string, parent *enmime.Part, depth 
 			return s.container(start, start+body, end, id, parent, mtype, bnd, depth)
 		}
 	}
-	leaf, err := s.p.enmime.ReadParts(bytes.NewReader(b))
+	leaf, err := s.run.readEnmime(b)
 	if err != nil || leaf.FirstChild != nil {
 		return nil, false
 	}
@@ -222,7 +223,7 @@ func (s *splitter) entity(start, end int, id string, parent *enmime.Part, depth 
 // enmime drops the part and records why on its parent. head is the part's header block; split
 // gives up unless enmime refuses it as it is.
 func (s *splitter) unreadable(head []byte, parent *enmime.Part) (*enmime.Part, bool) {
-	_, err := s.p.enmime.ReadParts(bytes.NewReader(head))
+	_, err := s.run.readEnmime(head)
 	if err == nil {
 		return nil, false
 	}

@@ -1,7 +1,6 @@
 package mime
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -26,8 +25,8 @@ func TestSplitBuildsEnmimesTree(t *testing.T) {
 	var check func(name string, raw []byte, level int)
 	check = func(name string, raw []byte, level int) {
 		input := parserInput(p, raw)
-		want, werr := p.enmime.ReadParts(bytes.NewReader(input))
-		got, ok := p.split(input)
+		want, werr := p.newRun().readEnmime(input)
+		got, ok := p.split(p.newRun(), input)
 		if want != nil && want.FirstChild != nil {
 			multipart++
 		}
@@ -76,11 +75,11 @@ func FuzzSplit(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		got, ok := p.split(in)
+		got, ok := p.split(p.newRun(), in)
 		if !ok {
 			return
 		}
-		want, err := p.enmime.ReadParts(bytes.NewReader(in))
+		want, err := p.newRun().readEnmime(in)
 		if err != nil {
 			t.Fatalf("split read an input enmime refuses (%v)", err)
 		}
@@ -96,8 +95,8 @@ func TestSplitSeeds(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, s := range splitSeeds {
-		got, ok := p.split([]byte(s))
-		want, werr := p.enmime.ReadParts(strings.NewReader(s))
+		got, ok := p.split(p.newRun(), []byte(s))
+		want, werr := p.newRun().readEnmime([]byte(s))
 		if !ok {
 			continue
 		}
@@ -134,7 +133,7 @@ func parserInput(p *Parser, raw []byte) []byte {
 		_ = kept
 		b = dropHeaderFields(b, from, body)
 	}
-	return runPrescan(b, p.cfg.limits).apply()
+	return runPrescan(b, p.cfg.limits, parseMediaType).apply()
 }
 
 // splitCorpus lists the messages of the shared corpus and of corpus-bounces.
