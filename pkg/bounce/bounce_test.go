@@ -21,8 +21,10 @@ Diagnostic-Code: smtp; 550 5.1.1 <user@example.org>: Recipient address rejected:
 `
 
 func daemon(subject, text string, headers ...string) *bounce.Message {
-	m := &bounce.Message{EnvelopeFrom: "<>", From: "mailer-daemon@mx.example.net", Subject: subject, Text: text,
-		Headers: []bounce.Header{{Name: "To", Value: "sender@example.com"}}}
+	m := &bounce.Message{
+		EnvelopeFrom: "<>", From: "mailer-daemon@mx.example.net", Subject: subject, Text: text,
+		Headers: []bounce.Header{{Name: "To", Value: "sender@example.com"}},
+	}
 	for i := 0; i+1 < len(headers); i += 2 {
 		m.Headers = append(m.Headers, bounce.Header{Name: headers[i], Value: headers[i+1]})
 	}
@@ -85,23 +87,29 @@ func TestDetectFormats(t *testing.T) {
 		},
 		{
 			name: "qmail",
-			msg: &bounce.Message{EnvelopeFrom: "<>", From: "mailer-daemon@mx.example.net", Subject: "failure notice",
+			msg: &bounce.Message{
+				EnvelopeFrom: "<>", From: "mailer-daemon@mx.example.net", Subject: "failure notice",
 				Text: "Hi. This is the qmail-send program at mx.example.net.\nI'm afraid I wasn't able to deliver your message to the following addresses.\n" +
-					"This is a permanent error; I've given up. Sorry it didn't work out.\n\n<user@example.org>:\nSorry, no mailbox here by that name. (#5.1.1)\n\n--- Below this line is a copy of the message.\n"},
+					"This is a permanent error; I've given up. Sorry it didn't work out.\n\n<user@example.org>:\nSorry, no mailbox here by that name. (#5.1.1)\n\n--- Below this line is a copy of the message.\n",
+			},
 			format: "qmail", rcpt: "user@example.org", status: "5.1.1", severity: bounce.Hard,
 		},
 		{
 			name: "qmail temporary",
-			msg: &bounce.Message{EnvelopeFrom: "<>", From: "mailer-daemon@mx.example.net", Subject: "failure notice",
+			msg: &bounce.Message{
+				EnvelopeFrom: "<>", From: "mailer-daemon@mx.example.net", Subject: "failure notice",
 				Text: "Hi. This is the qmail-send program at mx.example.net.\nI'm afraid I wasn't able to deliver your message to the following addresses.\n\n" +
-					"<user@example.org>:\nSorry, I wasn't able to establish an SMTP connection. (#4.4.1)\nI'm not going to try again; this message has been in the queue too long.\n"},
+					"<user@example.org>:\nSorry, I wasn't able to establish an SMTP connection. (#4.4.1)\nI'm not going to try again; this message has been in the queue too long.\n",
+			},
 			format: "qmail", rcpt: "user@example.org", status: "4.4.1", severity: bounce.Soft,
 		},
 		{
 			name: "exchange 2003",
-			msg: &bounce.Message{From: "postmaster@example.com", Subject: "Undeliverable: Quarterly report",
+			msg: &bounce.Message{
+				From: "postmaster@example.com", Subject: "Undeliverable: Quarterly report",
 				Text: "Your message\n\n  To:      user@example.org\n  Subject: Quarterly report\n\ndid not reach the following recipient(s):\n\n" +
-					"user@example.org on Thu, 29 Apr 2010 00:00:00 -0000\n    The recipient name is not recognized\n"},
+					"user@example.org on Thu, 29 Apr 2010 00:00:00 -0000\n    The recipient name is not recognized\n",
+			},
 			format: "exchange", rcpt: "user@example.org", severity: bounce.Hard,
 		},
 		{
@@ -130,15 +138,19 @@ func TestDetectFormats(t *testing.T) {
 		},
 		{
 			name: "lotus domino",
-			msg: &bounce.Message{From: "postmaster@example.jp", Subject: "DELIVERY FAILURE: User Cat (user@example.org) not listed in Domino Directory",
-				Text: "Your message\n\n  Subject: Nyaan\n\nwas not delivered to:\n\n  user@example.org\n\nbecause:\n\n  User cat (user@example.org) not listed in Domino Directory\n"},
+			msg: &bounce.Message{
+				From: "postmaster@example.jp", Subject: "DELIVERY FAILURE: User Cat (user@example.org) not listed in Domino Directory",
+				Text: "Your message\n\n  Subject: Nyaan\n\nwas not delivered to:\n\n  user@example.org\n\nbecause:\n\n  User cat (user@example.org) not listed in Domino Directory\n",
+			},
 			rcpt: "user@example.org", severity: bounce.Hard,
 		},
 		{
 			name: "amazon ses sns",
-			msg: &bounce.Message{From: "no-reply@sns.amazonaws.com", Subject: "AWS Notification Message",
+			msg: &bounce.Message{
+				From: "no-reply@sns.amazonaws.com", Subject: "AWS Notification Message",
 				Text: `{"notificationType":"Bounce","bounce":{"bounceType":"Permanent","bouncedRecipients":[{"emailAddress":"user@example.org","action":"failed",` +
-					"\n" + ` "status":"5.1.1","diagnosticCode":"smtp; 550 5.1.1 user unknown"}],"reportingMTA":"dsn; a27.smtp-out.amazonses.com"}}`},
+					"\n" + ` "status":"5.1.1","diagnosticCode":"smtp; 550 5.1.1 user unknown"}],"reportingMTA":"dsn; a27.smtp-out.amazonses.com"}}`,
+			},
 			format: "amazonses-sns", rcpt: "user@example.org", status: "5.1.1", severity: bounce.Hard, evidence: "SES Permanent bounce",
 		},
 		{
@@ -183,13 +195,19 @@ func TestDetectNotBounces(t *testing.T) {
 	}{
 		{"nil", nil},
 		{"empty", &bounce.Message{}},
-		{"human mentions delivery", &bounce.Message{From: "alice@example.com", Subject: "Re: order",
-			Text: "The parcel could not be delivered yesterday; the courier will retry. Contact bob@example.com."}},
-		{"daemon without bounce wording", &bounce.Message{EnvelopeFrom: "<>", From: "mailer-daemon@example.net", Subject: "Daily report",
-			Text: "All queues are empty.\nadmin@example.net\n"}},
+		{"human mentions delivery", &bounce.Message{
+			From: "alice@example.com", Subject: "Re: order",
+			Text: "The parcel could not be delivered yesterday; the courier will retry. Contact bob@example.com.",
+		}},
+		{"daemon without bounce wording", &bounce.Message{
+			EnvelopeFrom: "<>", From: "mailer-daemon@example.net", Subject: "Daily report",
+			Text: "All queues are empty.\nadmin@example.net\n",
+		}},
 		{"bounce words but no recipient", daemon("Undelivered Mail Returned to Sender", "Your message could not be delivered.")},
-		{"SES JSON from a stranger", &bounce.Message{From: "alice@example.com", Subject: "look",
-			Text: `{"notificationType":"Bounce","bounce":{"bouncedRecipients":[{"emailAddress":"user@example.org"}]}}`}},
+		{"SES JSON from a stranger", &bounce.Message{
+			From: "alice@example.com", Subject: "look",
+			Text: `{"notificationType":"Bounce","bounce":{"bouncedRecipients":[{"emailAddress":"user@example.org"}]}}`,
+		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if b := bounce.Detect(tt.msg); b != nil {
@@ -242,9 +260,11 @@ func TestDetectFeedback(t *testing.T) {
 				{ContentType: "message/feedback-report", Body: []byte(arfReport)},
 				{ContentType: "message/rfc822", Body: []byte("From: <sender@example.com>\nTo: <user@example.org>\nSubject: offer\nMessage-ID: <abc@example.com>\n")},
 			}},
-			want: &bounce.Feedback{Type: "abuse", UserAgent: "SomeGenerator/1.0", SourceIP: "192.0.2.1", OriginalMailFrom: "sender@example.com",
+			want: &bounce.Feedback{
+				Type: "abuse", UserAgent: "SomeGenerator/1.0", SourceIP: "192.0.2.1", OriginalMailFrom: "sender@example.com",
 				OriginalRcptTo: []string{"user@example.org"}, ArrivalDate: "Thu, 8 Mar 2005 14:00:00 EDT", ReportedDomain: "example.com", MessageID: "abc@example.com",
-				From: "sender@example.com", Subject: "offer"},
+				From: "sender@example.com", Subject: "offer",
+			},
 		},
 		{
 			name: "arf auth-failure with rfc822-headers",
@@ -252,16 +272,20 @@ func TestDetectFeedback(t *testing.T) {
 				{ContentType: "message/feedback-report", Body: []byte("Feedback-Type: auth-failure\nSource-IP: 192.0.2.9\n")},
 				{ContentType: "text/rfc822-headers", Body: []byte("Message-ID: <x@y.example>\nFrom: a@y.example\nTo: b@z.example\n")},
 			}},
-			want: &bounce.Feedback{Type: "auth-failure", SourceIP: "192.0.2.9", MessageID: "x@y.example", From: "a@y.example",
-				OriginalRcptTo: []string{"b@z.example"}},
+			want: &bounce.Feedback{
+				Type: "auth-failure", SourceIP: "192.0.2.9", MessageID: "x@y.example", From: "a@y.example",
+				OriginalRcptTo: []string{"b@z.example"},
+			},
 		},
 		{
 			name: "microsoft jmrp",
 			msg: &bounce.Message{From: "staff@hotmail.com", Subject: "complaint about message from 192.0.2.222", Parts: []bounce.Part{
 				{ContentType: "message/rfc822", Body: []byte("X-HmXmrOriginalRecipient: user@example.org\nFrom: Sender <sender@example.com>\nMessage-ID: <m1@example.com>\nSubject: hi\n")},
 			}},
-			want: &bounce.Feedback{Type: "abuse", SourceIP: "192.0.2.222", OriginalRcptTo: []string{"user@example.org"}, MessageID: "m1@example.com",
-				From: "sender@example.com", Subject: "hi"},
+			want: &bounce.Feedback{
+				Type: "abuse", SourceIP: "192.0.2.222", OriginalRcptTo: []string{"user@example.org"}, MessageID: "m1@example.com",
+				From: "sender@example.com", Subject: "hi",
+			},
 		},
 		{
 			name: "apple unsubscribe",

@@ -54,7 +54,7 @@ func readTSV(t testing.TB, path string, header bool) [][]string {
 	if err != nil {
 		t.Fatalf("opening %s: %v", path, err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	var rows [][]string
 	sc := bufio.NewScanner(f)
 	first := true

@@ -139,7 +139,7 @@ func diagnosticAfter(report string, m []int, rule textRule) string {
 		parts = append(parts, strings.TrimSpace(report[start:m[1]+end]))
 	} else {
 		for g := 2; 2*g+1 < len(m); g++ {
-			if m[2*g] >= 0 && !(rule.format == "postfix" && g == 2) {
+			if m[2*g] >= 0 && (rule.format != "postfix" || g != 2) {
 				parts = append(parts, report[m[2*g]:m[2*g+1]])
 			}
 		}

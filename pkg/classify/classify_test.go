@@ -202,8 +202,10 @@ func (f *fakeRspamd) Check(_ context.Context, msg []byte, env rspamd.Envelope) (
 
 func TestRspamd(t *testing.T) {
 	t.Run("score and symbols are added", func(t *testing.T) {
-		f := &fakeRspamd{res: &rspamd.Result{Score: 9, RequiredScore: 15, Action: "no action",
-			Symbols: map[string]rspamd.Symbol{"BAYES_SPAM": {Name: "BAYES_SPAM", Score: 9}}}}
+		f := &fakeRspamd{res: &rspamd.Result{
+			Score: 9, RequiredScore: 15, Action: "no action",
+			Symbols: map[string]rspamd.Symbol{"BAYES_SPAM": {Name: "BAYES_SPAM", Score: 9}},
+		}}
 		c := newClassifier(t, classify.WithRspamd(f))
 		msg := parsed("ann@example.com", "ann@example.com")
 		msg.Envelope.ClientIP = "192.0.2.7"

@@ -264,6 +264,7 @@ func (p *Parser) finish(ctx context.Context, in *events.Raw, key []byte, src *so
 	}
 	return out, nil
 }
+
 // parseStored parses a raw message ingress put in the blob store (claim check) without holding
 // it: the blob streams through spool.Split, which moves the large attachment bodies to
 // temporary files while the message's digests are computed, and only the skeleton is parsed.
@@ -371,7 +372,10 @@ func whole(raw []byte) *source {
 
 type countingWriter int64
 
-func (c *countingWriter) Write(b []byte) (int, error) { *c += countingWriter(len(b)); return len(b), nil }
+func (c *countingWriter) Write(b []byte) (int, error) {
+	*c += countingWriter(len(b))
+	return len(b), nil
+}
 
 // permanentBlobError reports blob errors that retrying cannot fix: the blob is gone, its ref is
 // malformed, it fails authentication, or its key is not configured. They go to the DLQ at once
@@ -410,6 +414,7 @@ func (p *Parser) storeAttachments(ctx context.Context, id string, atts []mime.At
 	}
 	return refs, nil
 }
+
 // digest returns the hex SHA-256 of b.
 func digest(b []byte) string {
 	sum := sha256.Sum256(b)

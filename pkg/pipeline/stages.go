@@ -376,7 +376,8 @@ func CRMSink(ctx context.Context, cfg SinkConfig, d *Deps, onWrite func(localsto
 		conns = append(conns, pd)
 	}
 	if cfg.Postgres.DSN != "" {
-		pg, err := postgres.New(cfg.Postgres, d.Log)
+		pg, err := postgres.New(cfg.Postgres, d.Log) //nolint:contextcheck // New does not dial (crm.Factory contract); Migrate below takes ctx
+
 		if err != nil {
 			return nil, app.ConfigError(fmt.Errorf("postgres: %w", err))
 		}

@@ -60,10 +60,12 @@ func TestRulesSimulate(t *testing.T) {
 	}
 	msg := func(id, from, text string) *kgo.Record {
 		d := time.Now().UTC().Truncate(time.Millisecond)
-		p := &events.Parsed{ID: id, ThreadKey: id, MessageID: id + "@x", Subject: "s " + id, Text: text, Date: &d, ParseStatus: "ok",
+		p := &events.Parsed{
+			ID: id, ThreadKey: id, MessageID: id + "@x", Subject: "s " + id, Text: text, Date: &d, ParseStatus: "ok",
 			From:     &events.Address{Address: from, DomainASCII: from[strings.IndexByte(from, '@')+1:]},
 			Envelope: events.Envelope{MailFrom: from, RcptTo: []string{"support@in.example.com"}, Source: "smtp"},
-			To:       []events.Address{{Address: "support@in.example.com"}}}
+			To:       []events.Address{{Address: "support@in.example.com"}},
+		}
 		v, err := codec.Encode(kafka.TopicParsed, p)
 		if err != nil {
 			t.Fatal(err)
