@@ -225,19 +225,20 @@ func (s *prescan) entity(start, end, depth, delim int) bool {
 		})
 		return false
 	}
-	fields, bodyRel, _ := scanHeaders(s.b[start:end])
+	h := summarizeHeaders(s.b[start:end])
+	bodyRel := h.body
 	body := start + bodyRel
-	if depth > 0 && (len(fields) > s.lim.MaxHeaderFields || bodyRel > s.lim.MaxHeaderBytes) {
+	if depth > 0 && (h.fields > s.lim.MaxHeaderFields || bodyRel > s.lim.MaxHeaderBytes) {
 		// A part's header block is read whole by enmime, so a too-large one ends the reading
 		// here, as one part too many does. (The message's own block is cut by Parse instead.)
 		s.cut = delim
+		fields, _, _ := scanHeaders(s.b[start:end])
 		_, _, w := s.lim.cutHeaders(fields, bodyRel)
 		w.Detail = "MIME part " + w.Detail + "; the message was read up to that part"
 		s.warnings = append(s.warnings, *w)
 		return false
 	}
-	fs := fieldSet(fields)
-	ct, _ := fs.first("Content-Type")
+	ct := h.ct
 	mtype, params, _, err := s.media(ct)
 	boundary := ""
 	if err == nil {
@@ -248,10 +249,10 @@ func (s *prescan) entity(start, end, depth, delim int) bool {
 		nested = boundary != "" && strings.HasPrefix(mtype, "multipart/")
 	}
 	if !nested {
-		cte, _ := fs.first("Content-Transfer-Encoding")
-		return s.leaf(body, end, cte)
+		return s.leaf(body, end, h.cte)
 	}
 	if depth+1 > s.lim.MaxDepth {
+		fields, _, _ := scanHeaders(s.b[start:end])
 		for _, f := range fields {
 			if strings.EqualFold(f.name, "Content-Type") {
 				s.deep = append(s.deep, start+f.off)

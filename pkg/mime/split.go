@@ -60,8 +60,8 @@ type splitter struct {
 // message is not multipart (enmime reads a single part without a boundary reader anyway) or
 // when split is not sure to build enmime's tree.
 func (p *Parser) split(r *run, in []byte) (root *enmime.Part, ok bool) {
-	fields, body, _ := scanHeaders(in)
-	ct, _ := fieldSet(fields).first("Content-Type")
+	h := summarizeHeaders(in)
+	ct, body := h.ct, h.body
 	if ct == "" {
 		return nil, false
 	}
@@ -172,8 +172,8 @@ func (s *splitter) container(start, body, end int, id string, parent *enmime.Par
 // part is nil when enmime drops it.
 func (s *splitter) entity(start, end int, id string, parent *enmime.Part, depth int) (*enmime.Part, bool) {
 	b := s.in[start:end]
-	fields, body, _ := scanHeaders(b)
-	ct, _ := fieldSet(fields).first("Content-Type")
+	h := summarizeHeaders(b)
+	ct, body := h.ct, h.body
 	if ct != "" {
 		mtype, params, _, err := s.run.parseMediaType(ct)
 		if err != nil {

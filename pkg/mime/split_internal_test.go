@@ -220,3 +220,20 @@ func errorList(errs []*enmime.Error) []string {
 	}
 	return out
 }
+
+// FuzzSummarizeHeaders checks summarizeHeaders against scanHeaders.
+func FuzzSummarizeHeaders(f *testing.F) {
+	for _, s := range splitSeeds {
+		f.Add([]byte(s))
+	}
+	f.Add([]byte(" lead\r\nContent-Type: text/plain;\r\n\tcharset=x\r\n: no\r\nbad name: x\r\nloose line\r\n \r\nContent-type: second\r\ncontent-transfer-encoding:\r\n  base64 \r\n\r\nbody"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fields, body, _ := scanHeaders(b)
+		ct, _ := fieldSet(fields).first("Content-Type")
+		cte, _ := fieldSet(fields).first("Content-Transfer-Encoding")
+		want := headerSummary{fields: len(fields), body: body, ct: ct, cte: cte}
+		if got := summarizeHeaders(b); got != want {
+			t.Fatalf("summarizeHeaders = %+v, scanHeaders gives %+v", got, want)
+		}
+	})
+}
