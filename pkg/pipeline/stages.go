@@ -377,7 +377,6 @@ func CRMSink(ctx context.Context, cfg SinkConfig, d *Deps, onWrite func(localsto
 	}
 	if cfg.Postgres.DSN != "" {
 		pg, err := postgres.New(cfg.Postgres, d.Log) //nolint:contextcheck // New does not dial (crm.Factory contract); Migrate below takes ctx
-
 		if err != nil {
 			return nil, app.ConfigError(fmt.Errorf("postgres: %w", err))
 		}

@@ -64,16 +64,24 @@ func TestScore(t *testing.T) {
 		{name: "documents are fine", edit: func(m *events.Parsed) {
 			m.Attachments = []events.Attachment{{Filename: "report.pdf", SniffedType: "application/pdf"}}
 		}},
-		{name: "no date, no message id", edit: func(m *events.Parsed) { m.Date, m.MessageID = nil, "" },
-			flags: []string{"DATE_MISSING", "MESSAGE_ID_MISSING"}},
-		{name: "date in the future", edit: func(m *events.Parsed) { d := now.Add(72 * time.Hour); m.Date = &d },
-			flags: []string{"DATE_IN_FUTURE"}},
-		{name: "display name spoof", edit: func(m *events.Parsed) { m.From.Name = "service@paypal.com" },
-			flags: []string{"FROM_NAME_SPOOF"}},
+		{
+			name: "no date, no message id", edit: func(m *events.Parsed) { m.Date, m.MessageID = nil, "" },
+			flags: []string{"DATE_MISSING", "MESSAGE_ID_MISSING"},
+		},
+		{
+			name: "date in the future", edit: func(m *events.Parsed) { d := now.Add(72 * time.Hour); m.Date = &d },
+			flags: []string{"DATE_IN_FUTURE"},
+		},
+		{
+			name: "display name spoof", edit: func(m *events.Parsed) { m.From.Name = "service@paypal.com" },
+			flags: []string{"FROM_NAME_SPOOF"},
+		},
 		{name: "own address in the display name is fine", edit: func(m *events.Parsed) { m.From.Name = "ann@example.com" }},
 		{name: "no from", edit: func(m *events.Parsed) { m.From = nil }, flags: []string{"FROM_MISSING"}},
-		{name: "subject in capitals", edit: func(m *events.Parsed) { m.Subject = "YOU HAVE WON A PRIZE!!!" },
-			flags: []string{"SUBJECT_ALL_CAPS"}},
+		{
+			name: "subject in capitals", edit: func(m *events.Parsed) { m.Subject = "YOU HAVE WON A PRIZE!!!" },
+			flags: []string{"SUBJECT_ALL_CAPS"},
+		},
 		{name: "short capitals are fine", edit: func(m *events.Parsed) { m.Subject = "RE: SSO" }},
 		{name: "only blind copies", edit: func(m *events.Parsed) {
 			m.To, m.Bcc = nil, []events.Address{{Address: "support@in.example.com"}}
