@@ -268,3 +268,100 @@ func pctEncode(s string) string {
 	}
 	return b.String()
 }
+
+// quickMediaType parses the media-type values that need none of enmime's repairs, which is
+// nearly all of them, as mediatype.ParseWithOptions does, without its five rewriting passes
+// over the value: "type/subtype" (or a disposition type) and "; name=value" parameters whose names are tokens, whose
+// values are tokens or quoted strings of printable ASCII without quotes or backslashes, no
+// encoded word, no RFC 2231 name, no repeated name (nor a name mediatype would take for a
+// repeat, see below). ok is false for anything else, which goes to mediatype.
+func quickMediaType(v string) (mtype string, params map[string]string, ok bool) {
+	if strings.Contains(v, "=?") {
+		return "", nil, false // mediatype decodes encoded words in parameters
+	}
+	j := tokenEnd(v, 0, false)
+	if j == 0 {
+		return "", nil, false
+	}
+	if j < len(v) && v[j] == '/' { // a disposition ("attachment") has no subtype
+		k := tokenEnd(v, j+1, false)
+		if k == j+1 {
+			return "", nil, false
+		}
+		j = k
+	}
+	mtype = strings.ToLower(v[:j])
+	params = map[string]string{}
+	pos := j
+	for pos < len(v) {
+		for pos < len(v) && v[pos] == ' ' {
+			pos++
+		}
+		if pos == len(v) || v[pos] != ';' {
+			return "", nil, false
+		}
+		pos++
+		for pos < len(v) && v[pos] == ' ' {
+			pos++
+		}
+		if pos == len(v) {
+			if v[len(v)-1] == ' ' {
+				return "", nil, false
+			}
+			break // a trailing ';'
+		}
+		start := pos
+		end := tokenEnd(v, pos, true)
+		if end == pos || end == len(v) || v[end] != '=' {
+			return "", nil, false
+		}
+		// mediatype drops a parameter whose "name=" occurs anywhere before it (a value, or the
+		// end of a longer name: "filename=" hides a later "name=").
+		if strings.Contains(v[:start], v[start:end+1]) {
+			return "", nil, false
+		}
+		name := strings.ToLower(v[start:end])
+		if _, dup := params[name]; dup {
+			return "", nil, false
+		}
+		pos = end + 1
+		var value string
+		if pos < len(v) && v[pos] == '"' {
+			k := pos + 1
+			for k < len(v) && v[k] != '"' {
+				if c := v[k]; c < 0x20 || c > 0x7e || c == '\\' {
+					return "", nil, false
+				}
+				k++
+			}
+			if k == len(v) {
+				return "", nil, false
+			}
+			value, pos = v[pos+1:k], k+1
+		} else {
+			k := tokenEnd(v, pos, false)
+			if k == pos {
+				return "", nil, false
+			}
+			value, pos = v[pos:k], k
+		}
+		params[name] = value
+	}
+	return mtype, params, true
+}
+
+// tokenEnd returns the end of the RFC 2045 token starting at v[i] (i when there is none); with
+// name set, '*' (RFC 2231) ends it too.
+func tokenEnd(v string, i int, name bool) int {
+	for ; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'+-.^_`{|}~", c) >= 0:
+		case c == '*' && !name:
+		default:
+			return i
+		}
+	}
+	return i
+}

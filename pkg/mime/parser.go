@@ -419,7 +419,12 @@ func attachment(p *enmime.Part, html string) Attachment {
 // gives (undeclaredCharset for none or us-ascii, which is mislabelled UTF-8 in practice).
 func parseMediaType(ctype string) (string, map[string]string, []string, error) {
 	ctype = cleanMediaType(ctype)
-	mtype, params, invalid, err := mediatype.ParseWithOptions(ctype, mediatype.ParseOptions{StripMediaTypeInvalidCharacters: true})
+	var invalid []string
+	var err error
+	mtype, params, ok := quickMediaType(ctype)
+	if !ok {
+		mtype, params, invalid, err = mediatype.ParseWithOptions(ctype, mediatype.ParseOptions{StripMediaTypeInvalidCharacters: true})
+	}
 	if err != nil {
 		t := strings.ToLower(strings.TrimSpace(strings.SplitN(ctype, ";", 2)[0]))
 		t = strings.TrimRight(t, "<>\"' ")
