@@ -2,8 +2,8 @@ package mime
 
 import (
 	"os"
-	"strings"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/jhillyerd/enmime/v2/mediatype"
