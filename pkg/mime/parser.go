@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/jhillyerd/enmime/v2"
@@ -63,12 +64,15 @@ func (c config) validate() error {
 // maxStoredPartErrors is how many errors enmime keeps per part.
 const maxStoredPartErrors = 16
 
-// Parser parses raw messages. It holds only configuration and is safe for concurrent use.
+// Parser parses raw messages. It holds configuration, and scratch state for one call at a time
+// in a pool; it is safe for concurrent use.
 type Parser struct {
 	cfg config
 	// enmimeOpts configure enmime, but for the media-type parser, which each run adds (see
 	// run.parseMediaType).
 	enmimeOpts []enmime.Option
+	// runs holds *run values between calls (see run).
+	runs sync.Pool
 }
 
 // NewParser returns a Parser with the given options, or an error naming each invalid option.
@@ -103,7 +107,11 @@ func (p *Parser) Limits() Limits { return p.cfg.limits }
 // Parse parses one raw RFC 5322 message. It returns an error ([ErrNoHeaders]) only when not
 // even a header field can be read; every other problem is reported in Message.Warnings and
 // Message.Status. The returned Message does not share memory with raw.
-func (p *Parser) Parse(raw []byte) (*Message, error) { return p.parse(p.newRun(), raw, 0, nil) }
+func (p *Parser) Parse(raw []byte) (*Message, error) {
+	r := p.getRun()
+	defer p.putRun(r)
+	return p.parse(r, raw, 0, nil)
+}
 
 // SpoolLookup resolves the value of a [SpoolHeader] field of a part to the description of the
 // body that was moved out of the message (package spool); false for a value it did not write.
@@ -127,7 +135,9 @@ type Spooled struct {
 // with the spooled body's size, hash and sniffed type, and Attachment.Spooled set; its Content
 // is nil. Nested messages inside spooled parts are not described.
 func (p *Parser) ParseSpooled(raw []byte, lookup SpoolLookup) (*Message, error) {
-	return p.parse(p.newRun(), raw, 0, lookup)
+	r := p.getRun()
+	defer p.putRun(r)
+	return p.parse(r, raw, 0, lookup)
 }
 
 // parse parses a message at nesting level (0 for the message itself, 1 for a message attached

@@ -3,13 +3,15 @@ package mime
 import (
 	"bufio"
 	"bytes"
+	"io"
 
 	"github.com/jhillyerd/enmime/v2"
 )
 
 // run is the state of one Parse call, shared with the nested messages it describes. A Parser
 // is safe for concurrent use because it keeps this state per call; a run is used by one
-// goroutine.
+// goroutine at a time, and goes back to the Parser's pool after the call, emptied, so that
+// the next call does not allocate it again (its buffer is 4 KiB, a bounce is about as large).
 type run struct {
 	// enmime is the parser's enmime configuration with the run's memoizing media-type hook.
 	enmime *enmime.Parser
@@ -31,6 +33,24 @@ type mediaType struct {
 // maxMemoMediaTypes bounds the media types a run remembers (a message of many parts has many
 // file names).
 const maxMemoMediaTypes = 512
+
+// getRun returns a run from the pool, or a new one.
+func (p *Parser) getRun() *run {
+	if r, ok := p.runs.Get().(*run); ok {
+		return r
+	}
+	return p.newRun()
+}
+
+// putRun empties r, keeping nothing of the message it read, and returns it to the pool.
+func (p *Parser) putRun(r *run) {
+	clear(r.media)
+	r.src.Reset(nil)
+	if r.buf != nil {
+		r.buf.Reset(nil)
+	}
+	p.runs.Put(r)
+}
 
 func (p *Parser) newRun() *run {
 	r := &run{media: make(map[string]mediaType)}
@@ -58,10 +78,20 @@ func (r *run) parseMediaType(ctype string) (string, map[string]string, []string,
 // readEnmime returns enmime's part tree of b.
 func (r *run) readEnmime(b []byte) (*enmime.Part, error) {
 	r.src.Reset(b)
+	return r.readFrom(&r.src)
+}
+
+// readEnmimeJoined returns enmime's part tree of the message made of head and then body,
+// without copying them together.
+func (r *run) readEnmimeJoined(head, body []byte) (*enmime.Part, error) {
+	return r.readFrom(io.MultiReader(bytes.NewReader(head), bytes.NewReader(body)))
+}
+
+func (r *run) readFrom(src io.Reader) (*enmime.Part, error) {
 	if r.buf == nil {
-		r.buf = bufio.NewReader(&r.src)
+		r.buf = bufio.NewReader(src)
 	} else {
-		r.buf.Reset(&r.src)
+		r.buf.Reset(src)
 	}
 	return r.enmime.ReadParts(r.buf)
 }
