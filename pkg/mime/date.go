@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // zoneOffsets are the zone names seen in real Date headers, RFC 822's among them. time.Parse
@@ -54,11 +55,11 @@ var dateLayouts = []string{
 var (
 	dateCommentRE = regexp.MustCompile(`\([^()]*\)`)
 	gmtOffsetRE   = regexp.MustCompile(`^(?i)(?:GMT|UTC|UT)?([+-])(\d{1,2})(?::?(\d{2}))?$`)
-	weekdayRE     = regexp.MustCompile(`^(?i)(mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?\s*,?\s*`)
 )
 
-// maybeWeekday reports whether a string starting with c may match weekdayRE: m, t, w, f or s
-// in either case, or the first byte of U+017F, which (?i) folds to s.
+// maybeWeekday reports whether a string starting with c may start with a weekday name (see
+// skipWeekday): m, t, w, f or s in either case, or the first byte of U+017F, which (?i) folds
+// to s.
 func maybeWeekday(c byte) bool {
 	switch c {
 	case 'm', 'M', 't', 'T', 'w', 'W', 'f', 'F', 's', 'S', 0xc5:
@@ -67,10 +68,89 @@ func maybeWeekday(c byte) bool {
 	return false
 }
 
-// gmtOffset is gmtOffsetRE.FindStringSubmatch(tok), skipped for tokens without a sign.
+// skipWeekday cuts a weekday name and what may follow it (more letters, '.', white space, ',',
+// white space) from the start of s, as `^(?i)(mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?\s*,?\s*`
+// would (weekdayRE in the tests, which hold the two to the same result); the expression ran
+// on nearly every Date. (?i) makes the long s (U+017F) an s and the Kelvin sign
+// (U+212A) a k, so they count as letters.
+func skipWeekday(s string) string {
+	if s == "" || !maybeWeekday(s[0]) {
+		return s
+	}
+	i := -1
+	for _, name := range [...]string{"mon", "tue", "wed", "thu", "fri", "sat", "sun"} {
+		if n, ok := foldPrefix(s, name); ok {
+			i = n
+			break
+		}
+	}
+	if i < 0 {
+		return s
+	}
+	for i < len(s) {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c|0x20 < 'a' || c|0x20 > 'z' {
+				break
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r != '\u017f' && r != '\u212a' {
+			break
+		}
+		i += n
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+	}
+	i = skipRESpace(s, i)
+	if i < len(s) && s[i] == ',' {
+		i++
+	}
+	return s[skipRESpace(s, i):]
+}
+
+// foldPrefix reports whether s starts with the lower-case ASCII word w under (?i) folding,
+// and the length of that prefix.
+func foldPrefix(s, w string) (int, bool) {
+	i := 0
+	for k := 0; k < len(w); k++ {
+		if i >= len(s) {
+			return 0, false
+		}
+		if c := s[i]; c < utf8.RuneSelf {
+			if c|0x20 != w[k] || c < 'A' {
+				return 0, false
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if !(r == '\u017f' && w[k] == 's' || r == '\u212a' && w[k] == 'k') {
+			return 0, false
+		}
+		i += n
+	}
+	return i, true
+}
+
+// skipRESpace skips the \s of package regexp (ASCII white space) from s[i].
+func skipRESpace(s string, i int) int {
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\f' || s[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// gmtOffset is gmtOffsetRE.FindStringSubmatch(tok), skipped for tokens without a sign, and
+// worked out without it for the usual numeric zone ("+0200").
 func gmtOffset(tok string) []string {
 	if !strings.ContainsAny(tok, "+-") {
 		return nil
+	}
+	if isNumericZone(tok) && isDigit(tok[1]) && isDigit(tok[2]) && isDigit(tok[3]) && isDigit(tok[4]) {
+		return []string{tok, tok[:1], tok[1:3], tok[3:]}
 	}
 	return gmtOffsetRE.FindStringSubmatch(tok)
 }
@@ -87,9 +167,7 @@ func parseDate(raw string) (time.Time, bool) {
 	if strings.IndexByte(s, '(') >= 0 {
 		s = dateCommentRE.ReplaceAllString(s, " ")
 	}
-	if s = strings.TrimSpace(s); s != "" && maybeWeekday(s[0]) {
-		s = weekdayRE.ReplaceAllString(s, "")
-	}
+	s = skipWeekday(strings.TrimSpace(s))
 	toks := strings.Fields(s)
 	// Normalize tokens: "12," → "12", "029" → "29", zone names and "GMT+2:00" → numeric offsets, and drop a
 	// zone name that merely repeats a numeric offset ("+0000 GMT").

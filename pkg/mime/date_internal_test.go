@@ -1,6 +1,7 @@
 package mime
 
 import (
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -25,6 +26,37 @@ func FuzzDatePrefilters(f *testing.F) {
 		}
 		if got, want := len(s) == 3 && s[0] == '0' && isDigit(s[1]) && isDigit(s[2]), dayRE.MatchString(s); got != want {
 			t.Errorf("day test on %q = %v, pattern %v", s, got, want)
+		}
+	})
+}
+
+// weekdayRE is the expression skipWeekday stands for.
+var weekdayRE = regexp.MustCompile(`^(?i)(mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?\s*,?\s*`)
+
+// FuzzSkipWeekday checks skipWeekday against the regular expression it replaces.
+func FuzzSkipWeekday(f *testing.F) {
+	for _, s := range []string{"Mon, 2 Jan 2006", "TUESDAY 3 Jan", "wed.  ,x", "Thu,", "fri", "\u017fat, 1", "sunda\u212ay , 2", "Satx", "Mo", "2 Jan", "sun\t,\n 1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := skipWeekday(s), weekdayRE.ReplaceAllString(s, ""); got != want {
+			t.Fatalf("skipWeekday(%q) = %q, weekdayRE gives %q", s, got, want)
+		}
+	})
+}
+
+// FuzzGMTOffset checks gmtOffset against the regular expression it stands for.
+func FuzzGMTOffset(f *testing.F) {
+	for _, s := range []string{"+0000", "-0500", "GMT+2:00", "+12", "+1a00", "-99999", "UT-0130", "+"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want := gmtOffsetRE.FindStringSubmatch(s)
+		if !strings.ContainsAny(s, "+-") {
+			want = nil
+		}
+		if got := gmtOffset(s); !reflect.DeepEqual(got, want) {
+			t.Fatalf("gmtOffset(%q) = %q, gmtOffsetRE gives %q", s, got, want)
 		}
 	})
 }

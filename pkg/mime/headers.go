@@ -110,6 +110,10 @@ func fieldNameByte(c byte) bool { return c >= 33 && c <= 126 && c != ':' }
 // (and is warned about); an empty line or the end of b ends the block. body is the offset just
 // after the empty line (len(b) when there is none).
 func scanHeaders(b []byte) (fields []field, body int, warns []Warning) {
+	// The block is copied into one string, and names and values are substrings of it: a
+	// message's header has dozens of fields, and a copy of each was a tenth of the bytes the
+	// parser allocated on bounces.
+	block := string(b[:headerEnd(b)])
 	// Continuation pieces of the last field are collected and joined once: a folded header of
 	// thousands of lines (seen: a 135 KB To) must not cost quadratic copying.
 	var pieces []string
@@ -121,45 +125,68 @@ func scanHeaders(b []byte) (fields []field, body int, warns []Warning) {
 		pieces = pieces[:0]
 	}
 	pos := 0
-	for pos < len(b) {
-		line, rest := cutLine(b[pos:])
+	for pos < len(block) {
+		line, next := cutLineString(block, pos)
 		lineOff := pos
-		if rest == nil {
-			pos = len(b)
-		} else {
-			pos = len(b) - len(rest)
-		}
+		pos = next
 		if len(line) == 0 {
 			finish()
 			return fields, pos, warns
 		}
 		if line[0] == ' ' || line[0] == '\t' {
-			if t := strings.TrimSpace(string(line)); t != "" && len(fields) > 0 {
+			if t := strings.TrimSpace(line); t != "" && len(fields) > 0 {
 				pieces = append(pieces, t)
 			}
 			continue
 		}
-		colon := bytes.IndexByte(line, ':')
+		colon := strings.IndexByte(line, ':')
 		switch {
 		case colon == 0:
-			warns = append(warns, Warning{Name: WarnHeaderMalformed, Detail: fmt.Sprintf("header line %q starts with a colon; dropped", truncate(line, 60))})
+			warns = append(warns, Warning{Name: WarnHeaderMalformed, Detail: fmt.Sprintf("header line %q starts with a colon; dropped", truncate([]byte(line), 60))})
 		case colon > 0:
-			name := strings.TrimSpace(string(line[:colon]))
+			name := strings.TrimSpace(line[:colon])
 			if !validFieldName(name) {
 				warns = append(warns, Warning{Name: WarnHeaderMalformed, Detail: fmt.Sprintf("header name %q has invalid characters; line dropped", truncate([]byte(name), 60))})
 				continue
 			}
 			finish()
-			fields = append(fields, field{name: name, raw: strings.TrimSpace(string(line[colon+1:])), off: lineOff})
+			fields = append(fields, field{name: name, raw: strings.TrimSpace(line[colon+1:]), off: lineOff})
 		default:
-			if t := strings.TrimSpace(string(line)); len(fields) > 0 {
+			if t := strings.TrimSpace(line); len(fields) > 0 {
 				pieces = append(pieces, t)
 			}
-			warns = append(warns, Warning{Name: WarnHeaderMalformed, Detail: fmt.Sprintf("header line %q has no colon; read as a continuation", truncate(line, 60))})
+			warns = append(warns, Warning{Name: WarnHeaderMalformed, Detail: fmt.Sprintf("header line %q has no colon; read as a continuation", truncate([]byte(line), 60))})
 		}
 	}
 	finish()
 	return fields, len(b), warns
+}
+
+// headerEnd returns the offset just after the empty line that ends the header block at the
+// start of b, or len(b) when there is none: the body offset scanHeaders returns.
+func headerEnd(b []byte) int {
+	pos := 0
+	for pos < len(b) {
+		i := bytes.IndexByte(b[pos:], '\n')
+		if i < 0 {
+			return len(b)
+		}
+		if i == 0 || i == 1 && b[pos] == '\r' {
+			return pos + i + 1
+		}
+		pos += i + 1
+	}
+	return len(b)
+}
+
+// cutLineString is cutLine over a string: the line of s starting at pos without its line
+// ending, and the offset of the next line (len(s) for the last).
+func cutLineString(s string, pos int) (line string, next int) {
+	i := strings.IndexByte(s[pos:], '\n')
+	if i < 0 {
+		return strings.TrimSuffix(s[pos:], "\r"), len(s)
+	}
+	return strings.TrimSuffix(s[pos:pos+i], "\r"), pos + i + 1
 }
 
 // validFieldName mirrors enmime: printable ASCII but ':', inner spaces tolerated.
@@ -182,6 +209,7 @@ type headerSummary struct {
 	body   int    // the offset scanHeaders returns for the body
 	ct     string // the raw value of the first Content-Type field, "" when there is none
 	cte    string // the raw value of the first Content-Transfer-Encoding field
+	closed bool   // the block ended at an empty line, not at the end of b
 }
 
 // summarizeHeaders reads the header block at the start of b with scanHeaders' rules, but keeps
@@ -209,7 +237,7 @@ func summarizeHeaders(b []byte) headerSummary {
 		}
 		if len(line) == 0 {
 			finish()
-			h.body = pos
+			h.body, h.closed = pos, true
 			return h
 		}
 		if line[0] == ' ' || line[0] == '\t' {

@@ -167,6 +167,22 @@ type prescan struct {
 	drops    [][2]int // bodies of too-deep containers, removed from the input, in order
 	blanks   [][2]int // text after the end of base64 data, blanked (see base64Junk)
 	warnings []Warning
+	heads    []entityHead // the header of every entity scanned, in order
+}
+
+// entityHead is the header summary of the entity that starts at offset start.
+type entityHead struct {
+	start int
+	h     headerSummary
+}
+
+// headers returns the header summaries of the entities prescan read, for split to reuse, when
+// apply leaves every header where it was (blanks are in bodies); nil otherwise.
+func (s *prescan) headers() []entityHead {
+	if s.cut >= 0 || len(s.deep) > 0 || len(s.drops) > 0 {
+		return nil
+	}
+	return s.heads
 }
 
 // apply returns the input enmime should read: b itself when no limit was hit.
@@ -226,6 +242,7 @@ func (s *prescan) entity(start, end, depth, delim int) bool {
 		return false
 	}
 	h := summarizeHeaders(s.b[start:end])
+	s.heads = append(s.heads, entityHead{start: start, h: h})
 	bodyRel := h.body
 	body := start + bodyRel
 	if depth > 0 && (h.fields > s.lim.MaxHeaderFields || bodyRel > s.lim.MaxHeaderBytes) {

@@ -171,7 +171,7 @@ func (p *Parser) parse(r *run, raw []byte, level int, spooled SpoolLookup) (*Mes
 	input := scan.apply()
 
 	failed := false
-	root, err := p.readParts(r, input)
+	root, err := p.readParts(r, input, scan.headers())
 	if err != nil {
 		failed = true
 		w.add(Warning{Name: WarnMIMEUnreadable, Severe: true, Detail: "reading MIME structure: " + safeDetail(err)})

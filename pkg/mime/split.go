@@ -2,6 +2,7 @@ package mime
 
 import (
 	"bytes"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -44,8 +45,8 @@ const (
 // readParts returns enmime's part tree of input, the tree enmime's ReadParts builds, but for
 // the header of the root part, which holds only the fields MIME reading depends on when its
 // header block is plain (see mimeHeader).
-func (p *Parser) readParts(r *run, input []byte) (*enmime.Part, error) {
-	if root, ok := p.split(r, input); ok {
+func (p *Parser) readParts(r *run, input []byte, heads []entityHead) (*enmime.Part, error) {
+	if root, ok := p.split(r, input, heads); ok {
 		return root, nil
 	}
 	if head, body, ok := mimeHeader(input); ok {
@@ -121,13 +122,28 @@ type splitter struct {
 	p   *Parser
 	run *run
 	in  []byte
+	// heads are prescan's header summaries of the entities it found in in, by offset.
+	heads []entityHead
+}
+
+// header returns the header summary of the entity s.in[start:end]: prescan's, when it read an
+// entity there whose header block ends within end, else a new one.
+func (s *splitter) header(start, end int) headerSummary {
+	i := sort.Search(len(s.heads), func(i int) bool { return s.heads[i].start >= start })
+	if i < len(s.heads) && s.heads[i].start == start {
+		if h := s.heads[i].h; h.closed && start+h.body <= end {
+			return h
+		}
+	}
+	return summarizeHeaders(s.in[start:end])
 }
 
 // split reads a multipart message as described at the top of this file. ok is false when the
 // message is not multipart (enmime reads a single part without a boundary reader anyway) or
 // when split is not sure to build enmime's tree.
-func (p *Parser) split(r *run, in []byte) (root *enmime.Part, ok bool) {
-	h := summarizeHeaders(in)
+func (p *Parser) split(r *run, in []byte, heads []entityHead) (root *enmime.Part, ok bool) {
+	s := &splitter{p: p, run: r, in: in, heads: heads}
+	h := s.header(0, len(in))
 	ct, body := h.ct, h.body
 	if ct == "" {
 		return nil, false
@@ -136,7 +152,6 @@ func (p *Parser) split(r *run, in []byte) (root *enmime.Part, ok bool) {
 	if err != nil || !strings.HasPrefix(mtype, "multipart/") || params["boundary"] == "" {
 		return nil, false
 	}
-	s := &splitter{p: p, run: r, in: in}
 	return s.container(0, body, len(in), "0", nil, mtype, params["boundary"], 0)
 }
 
@@ -245,7 +260,7 @@ func (s *splitter) container(start, body, end int, id string, parent *enmime.Par
 // part is nil when enmime drops it.
 func (s *splitter) entity(start, end int, id string, parent *enmime.Part, depth int) (*enmime.Part, bool) {
 	b := s.in[start:end]
-	h := summarizeHeaders(b)
+	h := s.header(start, end)
 	ct, body := h.ct, h.body
 	if ct != "" {
 		mtype, params, _, err := s.run.parseMediaType(ct)
