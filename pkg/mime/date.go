@@ -127,7 +127,7 @@ func foldPrefix(s, w string) (int, bool) {
 			continue
 		}
 		r, n := utf8.DecodeRuneInString(s[i:])
-		if !(r == '\u017f' && w[k] == 's' || r == '\u212a' && w[k] == 'k') {
+		if (r != '\u017f' || w[k] != 's') && (r != '\u212a' || w[k] != 'k') {
 			return 0, false
 		}
 		i += n
