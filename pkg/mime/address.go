@@ -263,7 +263,7 @@ func normalizeMailbox(addr, name string) (Address, bool) {
 // literals ([192.0.2.1]) and domains IDNA refuses are returned lower-cased as they are.
 func domainForms(d string) (ascii, uni string) {
 	d = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(d), "."))
-	if d == "" || strings.HasPrefix(d, "[") {
+	if d == "" || strings.HasPrefix(d, "[") || plainDomain(d) {
 		return d, d
 	}
 	a, err := idna.Lookup.ToASCII(d)
@@ -278,6 +278,32 @@ func domainForms(d string) (ascii, uni string) {
 		u = d
 	}
 	return a, strings.ToLower(u)
+}
+
+// plainDomain reports whether IDNA leaves d, a lower-case domain, as it is both ways: labels
+// of 1 to 63 letters, digits and inner hyphens, none of them Punycode ("xn--"), which is what
+// nearly every address has. (FuzzDomainForms holds it to the IDNA result.)
+func plainDomain(d string) bool {
+	if len(d) > 253 {
+		return false
+	}
+	start := 0
+	for i := 0; i <= len(d); i++ {
+		if i < len(d) && d[i] != '.' {
+			c := d[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+			continue
+		}
+		label := d[start:i]
+		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' ||
+			len(label) >= 4 && label[2] == '-' && label[3] == '-' {
+			return false
+		}
+		start = i + 1
+	}
+	return true
 }
 
 // NewAddress normalizes a bare address (an SMTP envelope path, "local@domain" with or without

@@ -55,16 +55,16 @@ func markCharset(label string) string {
 // whose bytes are not 7-bit is left to repairText as undeclared (kept when valid UTF-8, detected
 // otherwise) with a charset_mismatch warning.
 func decodeSevenBitParts(root *enmime.Part, w *warnings) {
-	_ = root.DepthMatchAll(func(p *enmime.Part) bool {
+	eachPart(root, func(p *enmime.Part) {
 		label, ok := strings.CutPrefix(p.Charset, sevenBitCharset)
 		if !ok {
-			return false
+			return
 		}
 		for _, c := range p.Content {
 			if c >= 0x80 {
 				p.Charset = ""
 				w.add(Warning{Name: WarnCharsetMismatch, Detail: fmt.Sprintf("part %s (%s) declares the 7-bit charset %q but has 8-bit bytes; read as undeclared", p.PartID, p.ContentType, label)})
-				return false
+				return
 			}
 		}
 		if s, ok := decodeCharset(label, p.Content); ok {
@@ -73,7 +73,6 @@ func decodeSevenBitParts(root *enmime.Part, w *warnings) {
 			p.Charset = ""
 			w.add(Warning{Name: WarnCharsetUnknown, Detail: fmt.Sprintf("part %s (%s): charset %q could not be decoded; read as undeclared", p.PartID, p.ContentType, label)})
 		}
-		return false
 	})
 }
 

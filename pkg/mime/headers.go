@@ -114,6 +114,7 @@ func scanHeaders(b []byte) (fields []field, body int, warns []Warning) {
 	// message's header has dozens of fields, and a copy of each was a tenth of the bytes the
 	// parser allocated on bounces.
 	block := string(b[:headerEnd(b)])
+	fields = make([]field, 0, strings.Count(block, "\n")+1) // at most one per line
 	// Continuation pieces of the last field are collected and joined once: a folded header of
 	// thousands of lines (seen: a 135 KB To) must not cost quadratic copying.
 	var pieces []string

@@ -333,12 +333,12 @@ func (p *Parser) readBody(r *run, m *Message, root *enmime.Part, w *warnings, sp
 	m.Text = strings.ReplaceAll(m.Text, "\r\n", "\n")
 
 	body := bodyParts(root, env)
-	_ = root.DepthMatchAll(func(part *enmime.Part) bool {
+	eachPart(root, func(part *enmime.Part) {
 		if part.FirstChild != nil || body[part] || (strings.HasPrefix(part.ContentType, "multipart/") && part != root) {
-			return false
+			return
 		}
 		if part == root && strings.HasPrefix(part.ContentType, "multipart/") && part.Boundary != "" {
-			return false // an empty multipart, not an attachment
+			return // an empty multipart, not an attachment
 		}
 		a := attachment(part, m.HTML)
 		if spooled != nil {
@@ -351,7 +351,6 @@ func (p *Parser) readBody(r *run, m *Message, root *enmime.Part, w *warnings, sp
 			}
 		}
 		m.Attachments = append(m.Attachments, a)
-		return false
 	})
 	return nil
 }
@@ -458,13 +457,13 @@ func parseMediaType(ctype string) (string, map[string]string, []string, error) {
 // bounce's human-readable text as an anonymous attachment. Containers neutralized by the depth
 // limit keep no type and lose enmime's complaint about it.
 func defaultTypes(root *enmime.Part) {
-	_ = root.DepthMatchAll(func(p *enmime.Part) bool {
+	eachPart(root, func(p *enmime.Part) {
 		if p.Header.Get(depthMarker) != "" {
 			p.Errors = nil // "missing Content-Type": our doing (see depthMarker), already warned about
-			return false
+			return
 		}
 		if p.FirstChild != nil || p.ContentType != "" || p == root {
-			return false
+			return
 		}
 		if p.Parent != nil && p.Parent.ContentType == "multipart/digest" {
 			p.ContentType = "message/rfc822"
@@ -474,7 +473,6 @@ func defaultTypes(root *enmime.Part) {
 		// The default is the standard's, not a repair: enmime's "missing Content-Type" is no
 		// problem of the message.
 		p.Errors = withoutError(p.Errors, enmime.ErrorMissingContentType)
-		return false
 	})
 }
 
@@ -484,20 +482,19 @@ func defaultTypes(root *enmime.Part) {
 // is not) are rescued the same way. Attachments keep their bytes: they go to the blob store as
 // sent.
 func repairText(root *enmime.Part, w *warnings) {
-	_ = root.DepthMatchAll(func(p *enmime.Part) bool {
+	eachPart(root, func(p *enmime.Part) {
 		if p.Charset == undeclaredCharset {
 			p.Charset = ""
 		}
-		return false
 	})
-	_ = root.DepthMatchAll(func(p *enmime.Part) bool {
+	eachPart(root, func(p *enmime.Part) {
 		if p.FirstChild != nil || (p.ContentType != "text/plain" && p.ContentType != "text/html") ||
 			strings.EqualFold(p.Disposition, "attachment") {
-			return false
+			return
 		}
 		undeclared := p.Charset == ""
 		if utf8.Valid(p.Content) {
-			return false
+			return
 		}
 		s, how := rescue(p.Content, p.ContentType == "text/html")
 		p.Content = []byte(s)
@@ -506,6 +503,5 @@ func repairText(root *enmime.Part, w *warnings) {
 		} else {
 			w.add(Warning{Name: WarnInvalidUTF8, Detail: fmt.Sprintf("part %s (%s) with charset %q is not valid UTF-8; %s", p.PartID, p.ContentType, p.Charset, how)})
 		}
-		return false
 	})
 }

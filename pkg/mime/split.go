@@ -459,3 +459,23 @@ func (c *boundaryScan) isDelimiter(b []byte) bool {
 	}
 	return false
 }
+
+// eachPart calls fn for root and every part below it in enmime's depth-first order, as
+// root.DepthMatchAll does with a matcher that never matches, without the slice it builds.
+func eachPart(root *enmime.Part, fn func(*enmime.Part)) {
+	p := root
+	for {
+		fn(p)
+		if c := p.FirstChild; c != nil {
+			p = c
+			continue
+		}
+		for p.NextSibling == nil {
+			if p == root {
+				return
+			}
+			p = p.Parent
+		}
+		p = p.NextSibling
+	}
+}

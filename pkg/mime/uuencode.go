@@ -15,18 +15,18 @@ import (
 // one loses the warning, and a text part is converted from its declared charset as enmime
 // converts every other text part.
 func decodeUUEncoded(root *enmime.Part) {
-	_ = root.DepthMatchAll(func(p *enmime.Part) bool {
+	eachPart(root, func(p *enmime.Part) {
 		if p.FirstChild != nil {
-			return false
+			return
 		}
 		switch strings.ToLower(strings.TrimSpace(p.Header.Get("Content-Transfer-Encoding"))) {
 		case "x-uuencode", "uuencode", "x-uue", "uue":
 		default:
-			return false
+			return
 		}
 		data, name, ok := uudecode(p.Content)
 		if !ok {
-			return false
+			return
 		}
 		if strings.HasPrefix(p.ContentType, "text/") && p.Charset != "" && p.Charset != undeclaredCharset {
 			if s, ok := decodeCharset(p.Charset, data); ok {
@@ -38,7 +38,6 @@ func decodeUUEncoded(root *enmime.Part) {
 			p.FileName, _ = validUTF8(name)
 		}
 		p.Errors = withoutError(p.Errors, enmime.ErrorContentEncoding)
-		return false
 	})
 }
 

@@ -55,6 +55,9 @@ func (p *Parser) build(in *events.Raw, key []byte, src *source, m *mime.Message,
 	if out.MessageID == "" && in.MessageID != "" {
 		out.MessageID = in.MessageID
 	}
+	if len(m.Warnings) > 0 {
+		out.Warnings = make([]events.Warning, 0, len(m.Warnings)+1)
+	}
 	for _, w := range m.Warnings {
 		out.Warnings = append(out.Warnings, events.Warning{Name: w.Name, Detail: w.Detail, Severe: w.Severe})
 	}
@@ -94,6 +97,9 @@ func (p *Parser) build(in *events.Raw, key []byte, src *source, m *mime.Message,
 			warn(WarnBodyTruncated, fmt.Sprintf("sanitized HTML body of %d bytes cut to %d", len(sanitized), len(out.HTMLSanitized)), true)
 		}
 	}
+	if len(m.Headers) > 0 {
+		out.Headers = make([]events.Header, 0, len(m.Headers))
+	}
 	for _, h := range m.Headers {
 		v, cut := truncate(h.Value, p.opts.maxHeaderValue)
 		if cut {
@@ -102,6 +108,9 @@ func (p *Parser) build(in *events.Raw, key []byte, src *source, m *mime.Message,
 		out.Headers = append(out.Headers, events.Header{Name: h.Name, Value: v})
 	}
 	left := budget{nestedText: maxNestedText, report: maxReportText}
+	if len(m.Attachments) > 0 {
+		out.Attachments = make([]events.Attachment, 0, len(m.Attachments))
+	}
 	for _, a := range m.Attachments {
 		att := events.Attachment{
 			Filename:    a.Filename,
