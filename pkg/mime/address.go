@@ -291,7 +291,7 @@ func plainDomain(d string) bool {
 	for i := 0; i <= len(d); i++ {
 		if i < len(d) && d[i] != '.' {
 			c := d[i]
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
 				return false
 			}
 			continue
