@@ -18,6 +18,9 @@ func parseAddresses(raw string) (addrs []Address, ok bool) {
 	if strings.TrimSpace(raw) == "" {
 		return nil, true
 	}
+	if list, ok := quickAddressList(raw); ok && !splitDisplayName(raw, list) {
+		return mailboxes(raw, list), true
+	}
 	list, err := enmime.ParseAddressList(raw)
 	if err == nil && !splitDisplayName(raw, list) {
 		return mailboxes(raw, list), true
@@ -49,6 +52,120 @@ func parseAddresses(raw string) (addrs []Address, ok bool) {
 		}
 	}
 	return addrs, ok
+}
+
+// quickAddressList reads the address lists of the plainest forms, which are most of them, as
+// enmime.ParseAddressList does, without net/mail's parser: comma-separated items that are an
+// addr-spec ("local@domain") or a display name and an angle address, the name a run of atoms
+// or a quoted string of printable ASCII without quotes or backslashes; dot-atom local parts
+// and domains; spaces only between tokens. ok is false for anything else (comments, groups,
+// encoded words, 8-bit bytes, ...). FuzzQuickAddressList holds it to enmime's result.
+func quickAddressList(s string) ([]*mail.Address, bool) {
+	if strings.Contains(s, "=?") {
+		return nil, false // encoded words: net/mail's decoder
+	}
+	var out []*mail.Address
+	i := 0
+	for {
+		i = skipSpaces(s, i)
+		if j, ok := dotAtomAddr(s, i); ok && (j == len(s) || s[j] == ',' || s[j] == ' ') {
+			out = append(out, &mail.Address{Address: s[i:j]})
+			i = j
+		} else {
+			var name string
+			switch {
+			case i < len(s) && s[i] == '"':
+				k := i + 1
+				for k < len(s) && s[k] != '"' {
+					if c := s[k]; c == '\\' || c < 0x20 || c > 0x7e {
+						return nil, false
+					}
+					k++
+				}
+				if k == len(s) {
+					return nil, false
+				}
+				name, i = s[i+1:k], k+1
+			case i < len(s) && s[i] != '<':
+				start := i
+				for i < len(s) && s[i] != '<' {
+					k := atextEnd(s, i)
+					if k == i {
+						return nil, false
+					}
+					if i = k; i < len(s) && s[i] == ' ' {
+						i = skipSpaces(s, i)
+						if i < len(s) && s[i] != '<' && s[i-2] == ' ' {
+							return nil, false // net/mail joins the words with one space
+						}
+					}
+				}
+				name = strings.TrimRight(s[start:i], " ")
+			}
+			i = skipSpaces(s, i)
+			if i == len(s) || s[i] != '<' {
+				return nil, false
+			}
+			j, ok := dotAtomAddr(s, i+1)
+			if !ok || j == len(s) || s[j] != '>' {
+				return nil, false
+			}
+			out = append(out, &mail.Address{Name: name, Address: s[i+1 : j]})
+			i = j + 1
+		}
+		i = skipSpaces(s, i)
+		if i == len(s) {
+			return out, true
+		}
+		if s[i] != ',' {
+			return nil, false
+		}
+		i++
+	}
+}
+
+// dotAtomAddr returns the end of the addr-spec of dot-atoms ("a.b@c.d") at s[i:].
+func dotAtomAddr(s string, i int) (int, bool) {
+	at, ok := dotAtomEnd(s, i)
+	if !ok || at == len(s) || s[at] != '@' {
+		return 0, false
+	}
+	return dotAtomEnd(s, at+1)
+}
+
+// dotAtomEnd returns the end of the dot-atom at s[i:]: atoms of atext joined by single dots.
+func dotAtomEnd(s string, i int) (int, bool) {
+	for {
+		k := atextEnd(s, i)
+		if k == i {
+			return 0, false
+		}
+		if k == len(s) || s[k] != '.' {
+			return k, true
+		}
+		i = k + 1
+	}
+}
+
+// atextEnd returns the end of the run of RFC 5322 atext at s[i:].
+func atextEnd(s string, i int) int {
+	for ; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0:
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+func skipSpaces(s string, i int) int {
+	for i < len(s) && s[i] == ' ' {
+		i++
+	}
+	return i
 }
 
 // splitDisplayName reports whether enmime read more mailboxes from raw than raw has items: its
