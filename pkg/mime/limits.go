@@ -290,8 +290,9 @@ func (s *prescan) children(start, end, depth int, prefix string) bool {
 	pos := start
 	partStart, partDelim := -1, 0
 	first := true
+	delim := []byte(prefix)
 	for pos < end {
-		i := bytes.Index(s.b[pos:end], []byte(prefix))
+		i := bytes.Index(s.b[pos:end], delim)
 		if i < 0 {
 			break
 		}

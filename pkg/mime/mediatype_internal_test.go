@@ -68,6 +68,9 @@ func checkQuickMediaType(t *testing.T, s string) bool {
 	if !ok {
 		return false
 	}
+	if c := cleanMediaType(s); c != s {
+		t.Errorf("quickMediaType reads %q, which cleanMediaType changes to %q", s, c)
+	}
 	wtype, wparams, winvalid, err := mediatype.ParseWithOptions(s, mediatype.ParseOptions{StripMediaTypeInvalidCharacters: true})
 	if err != nil || len(winvalid) > 0 || mtype != wtype || !reflect.DeepEqual(params, wparams) {
 		t.Errorf("quickMediaType(%q) = %q %v; mediatype: %q %v %v %v", s, mtype, params, wtype, wparams, winvalid, err)

@@ -229,20 +229,23 @@ func (p *Parser) readHeaders(m *Message, fs fieldSet, w *warnings) {
 	w.add(hw...)
 	m.Headers = make([]Header, 0, len(fs))
 	var bad []string
-	for _, f := range fs {
+	var idx fieldIndex
+	for i, f := range fs {
 		v, rescued := decodeWords(f.raw)
 		if rescued {
 			bad = append(bad, f.name)
 		}
 		m.Headers = append(m.Headers, Header{Name: f.name, Value: v})
+		idx.add(i, f.name)
 	}
 	if len(bad) > 0 {
 		w.add(Warning{Name: WarnHeaderNotUTF8, Detail: fmt.Sprintf("raw 8-bit bytes that are not UTF-8 in %s; charset guessed", strings.Join(bad, ", "))})
 	}
 
-	addrs := func(name string) []Address {
+	addrs := func(name string, at []int) []Address {
 		var out []Address
-		for _, v := range fs.all(name) {
+		for _, i := range at {
+			v := fs[i].raw
 			a, ok := parseAddresses(v)
 			if !ok {
 				w.add(Warning{Name: WarnAddressUnparseable, Detail: fmt.Sprintf("%s: could not read %q", name, truncate([]byte(v), 120))})
@@ -251,22 +254,22 @@ func (p *Parser) readHeaders(m *Message, fs fieldSet, w *warnings) {
 		}
 		return out
 	}
-	if from := addrs("From"); len(from) > 0 {
+	if from := addrs("From", idx.from); len(from) > 0 {
 		m.From = &from[0]
 	}
-	if sender := addrs("Sender"); len(sender) > 0 {
+	if sender := addrs("Sender", idx.sender); len(sender) > 0 {
 		m.Sender = &sender[0]
 	}
-	m.ReplyTo = addrs("Reply-To")
-	m.To = addrs("To")
-	m.Cc = addrs("Cc")
+	m.ReplyTo = addrs("Reply-To", idx.replyTo)
+	m.To = addrs("To", idx.to)
+	m.Cc = addrs("Cc", idx.cc)
 
-	if v, ok := fs.first("Subject"); ok {
-		s, _ := decodeWords(v)
-		m.Subject = strings.TrimSpace(s)
+	if len(idx.subject) > 0 {
+		m.Subject = strings.TrimSpace(m.Headers[idx.subject[0]].Value) // decoded above
 	}
 
-	if v, ok := fs.first("Date"); ok {
+	if len(idx.date) > 0 {
+		v := fs[idx.date[0]].raw
 		m.DateRaw, _ = validUTF8(v)
 		if t, ok := parseDate(v); ok {
 			m.Date = &t
@@ -277,23 +280,76 @@ func (p *Parser) readHeaders(m *Message, fs fieldSet, w *warnings) {
 		w.add(Warning{Name: WarnDateMissing, Detail: "message has no Date header"})
 	}
 
-	if v, ok := fs.first("Message-ID"); ok {
-		m.MessageID = firstMessageID(v)
+	if len(idx.messageID) > 0 {
+		m.MessageID = firstMessageID(fs[idx.messageID[0]].raw)
 	}
 	if m.MessageID == "" {
 		w.add(Warning{Name: WarnMessageIDMissing, Detail: "message has no Message-ID"})
 	}
-	if v, ok := fs.first("In-Reply-To"); ok {
-		if ids := messageIDs(v); len(ids) > 0 {
+	if len(idx.inReplyTo) > 0 {
+		if ids := messageIDs(fs[idx.inReplyTo[0]].raw); len(ids) > 0 {
 			m.InReplyTo = ids[0]
 		}
 	}
-	for _, v := range fs.all("References") {
-		for _, id := range messageIDs(v) {
+	for _, i := range idx.references {
+		for _, id := range messageIDs(fs[i].raw) {
 			if !contains(m.References, id) {
 				m.References = append(m.References, id)
 			}
 		}
+	}
+}
+
+// fieldIndex lists where the fields readHeaders reads are in a header block, found in one
+// pass rather than one pass per name.
+type fieldIndex struct {
+	from, sender, replyTo, to, cc, subject, date, messageID, inReplyTo, references []int
+}
+
+// add records field i, called name, when it is one of the fields of fieldIndex.
+func (x *fieldIndex) add(i int, name string) {
+	var list *[]int
+	switch len(name) {
+	case 2:
+		switch {
+		case strings.EqualFold(name, "To"):
+			list = &x.to
+		case strings.EqualFold(name, "Cc"):
+			list = &x.cc
+		}
+	case 4:
+		switch {
+		case strings.EqualFold(name, "From"):
+			list = &x.from
+		case strings.EqualFold(name, "Date"):
+			list = &x.date
+		}
+	case 6:
+		if strings.EqualFold(name, "Sender") {
+			list = &x.sender
+		}
+	case 7:
+		if strings.EqualFold(name, "Subject") {
+			list = &x.subject
+		}
+	case 8:
+		if strings.EqualFold(name, "Reply-To") {
+			list = &x.replyTo
+		}
+	case 10:
+		switch {
+		case strings.EqualFold(name, "Message-ID"):
+			list = &x.messageID
+		case strings.EqualFold(name, "References"):
+			list = &x.references
+		}
+	case 11:
+		if strings.EqualFold(name, "In-Reply-To") {
+			list = &x.inReplyTo
+		}
+	}
+	if list != nil {
+		*list = append(*list, i)
 	}
 }
 
@@ -427,12 +483,16 @@ func attachment(p *enmime.Part, html string) Attachment {
 // Content-Type such as "text/plain>"), and the charset of a text type is the one markCharset
 // gives (undeclaredCharset for none or us-ascii, which is mislabelled UTF-8 in practice).
 func parseMediaType(ctype string) (string, map[string]string, []string, error) {
-	ctype = cleanMediaType(ctype)
 	var invalid []string
 	var err error
+	// A value quickMediaType reads is one cleanMediaType leaves as it is (ASCII, no RFC 2231
+	// name, no white space around '='), so cleaning is only needed for the others.
 	mtype, params, ok := quickMediaType(ctype)
 	if !ok {
-		mtype, params, invalid, err = mediatype.ParseWithOptions(ctype, mediatype.ParseOptions{StripMediaTypeInvalidCharacters: true})
+		ctype = cleanMediaType(ctype)
+		if mtype, params, ok = quickMediaType(ctype); !ok {
+			mtype, params, invalid, err = mediatype.ParseWithOptions(ctype, mediatype.ParseOptions{StripMediaTypeInvalidCharacters: true})
+		}
 	}
 	if err != nil {
 		t := strings.ToLower(strings.TrimSpace(strings.SplitN(ctype, ";", 2)[0]))

@@ -173,8 +173,8 @@ func (s *splitter) container(start, body, end int, id string, parent *enmime.Par
 		return nil, false
 	}
 	part.PartID, part.Parent = id, parent
-	c := boundaryScan{in: s.in, end: end, prefix: "--" + boundary}
-	c.final = c.prefix + "--"
+	c := boundaryScan{in: s.in, end: end, prefix: []byte("--" + boundary)}
+	c.final = []byte("--" + boundary + "--")
 
 	// One iteration per call of enmime's boundaryReader.Next.
 	pos := body
@@ -193,7 +193,7 @@ func (s *splitter) container(start, body, end int, id string, parent *enmime.Par
 			if line[0] == '\r' || line[0] == '\n' {
 				continue // a blank line
 			}
-			if bytes.Contains(line, []byte(c.final)) {
+			if bytes.Contains(line, c.final) {
 				finished = true
 				break
 			}
@@ -376,8 +376,8 @@ func splittable(boundary string) bool {
 type boundaryScan struct {
 	in     []byte
 	end    int
-	prefix string // "--" + boundary
-	final  string // prefix + "--"
+	prefix []byte // "--" + boundary
+	final  []byte // prefix + "--"
 }
 
 // part returns the end of the part that starts at start: where enmime's Read stops on a
@@ -389,7 +389,7 @@ func (c *boundaryScan) part(start int) (stop int, unbounded, ok bool) {
 	pos, next := start, start // next: the first offset not yet tested
 search:
 	for pos < c.end {
-		i := bytes.Index(c.in[pos:c.end], []byte(c.prefix))
+		i := bytes.Index(c.in[pos:c.end], c.prefix)
 		if i < 0 {
 			break
 		}
@@ -443,13 +443,13 @@ func (c *boundaryScan) detect(start, q int) (hit, eof bool) {
 		return false, false // a blank line: the delimiter's line break is the next one
 	}
 	w := peek[pad:]
-	return c.isDelimiter(w) || string(w) == c.final, false
+	return c.isDelimiter(w) || bytes.Equal(w, c.final), false
 }
 
 // isDelimiter is enmime's test for a delimiter line: the first "--boundary" in b is followed
 // by white space (unicode.IsSpace of the byte).
 func (c *boundaryScan) isDelimiter(b []byte) bool {
-	i := bytes.Index(b, []byte(c.prefix))
+	i := bytes.Index(b, c.prefix)
 	if i < 0 || i+len(c.prefix) >= len(b) {
 		return false
 	}
