@@ -20,6 +20,9 @@ type run struct {
 	// one, and split calls it once per part.
 	buf *bufio.Reader
 	src bytes.Reader
+	// tmpl is a container part enmime read, copied for the containers split builds (see
+	// containerPart); nil until needed.
+	tmpl *enmime.Part
 }
 
 // mediaType is one result of parseMediaType.

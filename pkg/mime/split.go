@@ -168,9 +168,13 @@ func (s *splitter) container(start, body, end int, id string, parent *enmime.Par
 			head = h
 		}
 	}
-	part, err := s.run.readEnmime(head)
-	if err != nil || part.FirstChild != nil || part.ContentType != mtype || part.Boundary != boundary {
-		return nil, false
+	part, ok := s.run.containerPart(head, mtype, boundary)
+	if !ok {
+		var err error
+		part, err = s.run.readEnmime(head)
+		if err != nil || part.FirstChild != nil || part.ContentType != mtype || part.Boundary != boundary {
+			return nil, false
+		}
 	}
 	part.PartID, part.Parent = id, parent
 	c := boundaryScan{in: s.in, end: end, prefix: []byte("--" + boundary)}
