@@ -160,6 +160,67 @@ func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 // parseDate reads a Date header value leniently and returns it in UTC.
 func parseDate(raw string) (time.Time, bool) {
 	s := strings.TrimSpace(raw)
+	if rest, ok := plainDate(s); ok {
+		if t, err := mail.ParseDate(rest); err == nil {
+			return t.UTC(), true
+		}
+	}
+	return parseLooseDate(s)
+}
+
+// plainDate reports whether s is a Date in the plain RFC 5322 form ("Mon, 2 Jan 2006 15:04:05
+// -0700": an optional English weekday, one or two digits, an English month, four digits,
+// hh:mm:ss and a numeric zone, single spaces), which most mail sends, and returns what
+// parseLooseDate's normalization makes of it (the value without its weekday) so that
+// net/mail reads the same text without the normalization's passes. (FuzzParseDate holds the
+// two to the same result.)
+func plainDate(s string) (string, bool) {
+	if len(s) > 5 && s[3] == ',' && s[4] == ' ' && strings.Contains("Mon Tue Wed Thu Fri Sat Sun", s[:3]) && s[0] != ' ' && s[2] != ' ' {
+		s = s[5:]
+	}
+	// d[d] Mon yyyy hh:mm:ss +hhmm
+	i := 0
+	digits := func(n int) bool {
+		for k := 0; k < n; k++ {
+			if i >= len(s) || !isDigit(s[i]) {
+				return false
+			}
+			i++
+		}
+		return true
+	}
+	lit := func(c byte) bool {
+		if i < len(s) && s[i] == c {
+			i++
+			return true
+		}
+		return false
+	}
+	if !digits(1) {
+		return "", false
+	}
+	if i < len(s) && isDigit(s[i]) {
+		i++
+	}
+	if !lit(' ') || i+3 > len(s) || !strings.Contains("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec", s[i:i+3]) || s[i] == ' ' || s[i+2] == ' ' {
+		return "", false
+	}
+	i += 3
+	if !lit(' ') || !digits(4) || !lit(' ') || !digits(2) || !lit(':') || !digits(2) || !lit(':') || !digits(2) || !lit(' ') {
+		return "", false
+	}
+	if i >= len(s) || s[i] != '+' && s[i] != '-' {
+		return "", false
+	}
+	i++
+	if !digits(4) || i != len(s) {
+		return "", false
+	}
+	return s, true
+}
+
+// parseLooseDate reads a Date value in any of the forms seen in real mail.
+func parseLooseDate(s string) (time.Time, bool) {
 	if s == "" {
 		return time.Time{}, false
 	}

@@ -60,3 +60,20 @@ func FuzzGMTOffset(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseDate checks parseDate's shortcut for plain dates against the general reading.
+func FuzzParseDate(f *testing.F) {
+	for _, s := range []string{
+		"Mon, 2 Jan 2006 15:04:05 -0700", "2 Jan 2006 15:04:05 +0000", "Sun, 31 Feb 2021 10:00:00 +0100",
+		"Thu, 13 Feb 1969 23:32:54 EST", "Mon,  2 Jan 2006 15:04:05 -0700", "Xyz, 2 Jan 2006 15:04:05 -0700", "Mon, 02 Jan 2006 24:61:61 +9999",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, gok := parseDate(s)
+		want, wok := parseLooseDate(strings.TrimSpace(s))
+		if gok != wok || !got.Equal(want) || got.Location() != want.Location() {
+			t.Fatalf("parseDate(%q) = %v %v, parseLooseDate gives %v %v", s, got, gok, want, wok)
+		}
+	})
+}
