@@ -431,11 +431,11 @@ type CRMOutcome struct {
 	Tenant string `avro:"tenant" json:"tenant"`
 	// Connector target name, e.g. webhook, hubspot, postgres.
 	Target string `avro:"target" json:"target"`
-	// created, updated, deduped, shadow or failed.
+	// created, updated, unchanged (the target already held it), deduped (the sink's dedupe store knew it was delivered), shadow or failed.
 	Outcome string `avro:"outcome" json:"outcome"`
 	// CRM object ids written, by object type.
 	ObjectIds map[string]string `avro:"object_ids" json:"object_ids"`
-	// Connector calls made for this outcome.
+	// Connector calls made for this outcome, retries included.
 	Attempts int `avro:"attempts" json:"attempts"`
 	// Error text when outcome is failed.
 	Error string `avro:"error" json:"error"`
@@ -443,9 +443,15 @@ type CRMOutcome struct {
 	ReceivedAt time.Time `avro:"received_at" json:"received_at"`
 	// When the connector confirmed the effect (UTC).
 	WrittenAt time.Time `avro:"written_at" json:"written_at"`
+	// received_at to written_at in milliseconds; 0 when failed.
+	LatencyMs int64 `avro:"latency_ms" json:"latency_ms"`
+	// Failure class when outcome is failed (crm_4xx, crm_5xx, timeout, rate_limited, auth, …); empty otherwise.
+	ErrorClass string `avro:"error_class" json:"error_class"`
+	// Route the message came in on; its crm_targets and shadow flag chose this write.
+	RouteID string `avro:"route_id" json:"route_id"`
 }
 
-// One flat, PII-minimised row per message for analysts (topic mail.lake.v1). No bodies, no raw addresses.
+// One flat, PII-minimised row per message and CRM target for analysts (topic mail.lake.v1, key = message id). No bodies, no raw addresses: addresses appear only as keyed hashes.
 type LakeRow struct {
 	// Ingress-assigned message id (also the Kafka record key).
 	ID string `avro:"id" json:"id"`
@@ -465,9 +471,9 @@ type LakeRow struct {
 	ClassifiedAt *time.Time `avro:"classified_at" json:"classified_at"`
 	// Enricher output time (UTC).
 	EnrichedAt *time.Time `avro:"enriched_at" json:"enriched_at"`
-	// CRM sink confirmation time (UTC).
+	// When this row's target confirmed the write (UTC); null when it failed.
 	DeliveredAt *time.Time `avro:"delivered_at" json:"delivered_at"`
-	// received_at to delivered_at in milliseconds; 0 if not delivered.
+	// received_at to delivered_at in milliseconds (ingestion latency); 0 if not delivered.
 	LatencyMs int64 `avro:"latency_ms" json:"latency_ms"`
 	// ok, partial or failed.
 	ParseStatus string `avro:"parse_status" json:"parse_status"`
@@ -479,24 +485,34 @@ type LakeRow struct {
 	LeadScore float64 `avro:"lead_score" json:"lead_score"`
 	// Routing queue.
 	Queue string `avro:"queue" json:"queue"`
-	// Worst outcome across targets: created, updated, deduped, shadow or failed.
+	// Outcome of this row's target: created, updated, unchanged, deduped, shadow or failed.
 	Outcome string `avro:"outcome" json:"outcome"`
-	// Connector targets written.
+	// Every connector target the message was written to (the message's rows share it).
 	Targets []string `avro:"targets" json:"targets"`
-	// Hex SHA-256 of the normalized sender address (salted per deployment).
+	// Hex HMAC-SHA256 of the normalized sender address under the operator's lake hash key.
 	FromHash string `avro:"from_hash" json:"from_hash"`
 	// Sender domain (not personal data on its own).
 	FromDomain string `avro:"from_domain" json:"from_domain"`
 	// Sender domain is a free-mail provider.
 	FreeMail bool `avro:"free_mail" json:"free_mail"`
-	// Number of attachments.
+	// Number of attachments (inline parts not counted).
 	AttachmentCount int `avro:"attachment_count" json:"attachment_count"`
 	// Raw message size in bytes.
 	Size int64 `avro:"size" json:"size"`
 	// Number of References ids (0 for a conversation root).
 	ThreadDepth int `avro:"thread_depth" json:"thread_depth"`
-	// True when the sink found the message already delivered.
+	// True when the sink found the message already delivered to this target (outcome deduped).
 	Duplicate bool `avro:"duplicate" json:"duplicate"`
+	// Connector target of this row (one row per message and target).
+	Target string `avro:"target" json:"target"`
+	// Connector calls made for this target, retries included.
+	Attempts int `avro:"attempts" json:"attempts"`
+	// Total decoded size of the attachments counted in attachment_count, in bytes.
+	AttachmentBytes int64 `avro:"attachment_bytes" json:"attachment_bytes"`
+	// Hex HMAC-SHA256 of each normalized To and Cc address under the lake hash key, deduplicated, in header order.
+	RecipientHashes []string `avro:"recipient_hashes" json:"recipient_hashes"`
+	// Failure class when outcome is failed (crm_4xx, crm_5xx, timeout, rate_limited, auth, …); empty otherwise.
+	ErrorClass string `avro:"error_class" json:"error_class"`
 }
 
 // An address route (compacted topic mail.routes.v1, key = route id; a null value deletes).

@@ -8,7 +8,7 @@ import (
 	"github.com/mailpipe/mailpipe/pkg/lake"
 )
 
-func ExampleMapper_Row() {
+func ExampleMapper_Rows() {
 	m, err := lake.NewMapper("per-deployment-secret-salt")
 	if err != nil {
 		panic(err)
@@ -18,10 +18,14 @@ func ExampleMapper_Row() {
 		ID: "01JB6Y2M3Q7V", ReceivedAt: received,
 		From: &events.Address{Address: "ann@example.com", DomainASCII: "example.com"},
 	}}
-	row := m.Row(rec, []events.CRMOutcome{
+	rows := m.Rows(rec, []events.CRMOutcome{
 		{Target: "webhook", Outcome: "created", WrittenAt: received.Add(1500 * time.Millisecond)},
 		{Target: "hubspot", Outcome: "deduped", WrittenAt: received.Add(2 * time.Second)},
 	})
-	fmt.Println(row.Outcome, row.Targets, row.LatencyMs, row.FromDomain, len(row.FromHash))
-	// Output: deduped [webhook hubspot] 2000 example.com 64
+	for _, row := range rows {
+		fmt.Println(row.Target, row.Outcome, row.Targets, row.LatencyMs, row.FromDomain, len(row.FromHash))
+	}
+	// Output:
+	// webhook created [webhook hubspot] 1500 example.com 64
+	// hubspot deduped [webhook hubspot] 2000 example.com 64
 }

@@ -275,10 +275,13 @@ func (s *Sink) outputs(msg *events.Enriched, inKey []byte, outcomes []events.CRM
 		}
 		out = append(out, &kgo.Record{Topic: kafka.TopicCRM, Key: threadKey, Value: v})
 	}
-	row := s.lake.Row(msg, outcomes)
-	v, err := s.codec.Encode(kafka.TopicLake, &row)
-	if err != nil {
-		return nil, failure.Wrap(failure.Internal, fmt.Errorf("encoding lake row: %w", err))
+	rows := s.lake.Rows(msg, outcomes)
+	for i := range rows {
+		v, err := s.codec.Encode(kafka.TopicLake, &rows[i])
+		if err != nil {
+			return nil, failure.Wrap(failure.Internal, fmt.Errorf("encoding lake row: %w", err))
+		}
+		out = append(out, &kgo.Record{Topic: kafka.TopicLake, Key: []byte(msg.Message.ID), Value: v})
 	}
-	return append(out, &kgo.Record{Topic: kafka.TopicLake, Key: []byte(msg.Message.ID), Value: v}), nil
+	return out, nil
 }
