@@ -7,6 +7,12 @@
 // answer counts as delivered (outcome created); other answers and transport errors are
 // classified with crm.ClassifyHTTP and crm.ClassifyTransport, so the stage retries 429 (honouring
 // Retry-After), 408, 5xx and timeouts, and dead-letters 4xx and 401/403.
+//
+// The URL is configured, so it may point anywhere the process can reach. Unless a client is
+// given with [WithHTTPClient], every connection goes through a [netguard.Policy] checked at
+// dial time, on the resolved address: loopback, private, link-local (cloud metadata) and other
+// non-public addresses are refused unless Config.AllowPrivate or Config.AllowNetworks permit
+// them. A refused destination is dead-lettered as crm_4xx, never retried (see [Connector.Upsert]).
 package webhook
 
 import (
@@ -18,13 +24,16 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/mailpipe/mailpipe/pkg/crm"
 	"github.com/mailpipe/mailpipe/pkg/envconf"
 	"github.com/mailpipe/mailpipe/pkg/events"
 	"github.com/mailpipe/mailpipe/pkg/failure"
+	"github.com/mailpipe/mailpipe/pkg/netguard"
 	"github.com/mailpipe/mailpipe/pkg/webhooksig"
 )
 
@@ -57,6 +66,14 @@ type Config struct {
 	Secrets []string `env:"SECRETS" usage:"signing secrets, whsec_<base64>, comma-separated; all sign"`
 	// Timeout bounds one request, response included; default 10s.
 	Timeout time.Duration `env:"TIMEOUT" default:"10s" usage:"timeout of one webhook request"`
+	// AllowPrivate lets the connector connect to any address: loopback, private networks and
+	// link-local (cloud metadata) included. By default those are refused when the connection
+	// is made, after name resolution, so a URL (or a DNS answer) cannot point the signed POST at
+	// an internal service. Prefer AllowNetworks when the receiver is in one known network.
+	AllowPrivate bool `env:"ALLOW_PRIVATE" default:"false" usage:"allow webhook URLs that resolve to loopback, private or link-local addresses"`
+	// AllowNetworks lists CIDR prefixes (10.20.0.0/16, fd00:1::/64) the connector may connect
+	// to although they are not public, for a receiver inside the operator's network.
+	AllowNetworks []string `env:"ALLOW_NETWORKS" usage:"CIDR networks the webhook may reach although private, comma-separated"`
 }
 
 // Validate reports every problem of c, one per line.
@@ -75,7 +92,27 @@ func (c Config) Validate() error {
 	if c.Timeout < 0 {
 		errs = append(errs, errors.New("timeout must not be negative"))
 	}
+	if _, err := parseNetworks(c.AllowNetworks); err != nil {
+		errs = append(errs, envconf.Prefix("allow_networks", err))
+	}
 	return errors.Join(errs...)
+}
+
+// parseNetworks reads AllowNetworks, reporting every bad entry.
+func parseNetworks(list []string) ([]netip.Prefix, error) {
+	var (
+		out  []netip.Prefix
+		errs []error
+	)
+	for i, s := range list {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("entry %d %q is not a CIDR prefix such as 10.20.0.0/16: %w", i+1, s, err))
+			continue
+		}
+		out = append(out, p.Masked())
+	}
+	return out, errors.Join(errs...)
 }
 
 // Option configures a [Connector].
@@ -92,6 +129,10 @@ type options struct {
 
 // WithHTTPClient sets the HTTP client (transport, proxies, TLS). The connector copies it and
 // turns redirect following off; the per-request timeout comes from Config.Timeout.
+//
+// The client's transport is used as it is: Config.AllowPrivate and Config.AllowNetworks do not
+// apply, and guarding it against private destinations is the caller's responsibility (build
+// it with netguard.Policy.Transport, for instance).
 func WithHTTPClient(c *http.Client) Option {
 	return optionFunc(func(o *options) { o.client = c })
 }
@@ -123,9 +164,14 @@ func New(cfg Config, log *slog.Logger, opts ...Option) (*Connector, error) {
 	if log == nil {
 		return nil, errors.New("configuring webhook connector: logger is required")
 	}
-	o := options{client: &http.Client{}, now: time.Now}
+	o := options{now: time.Now}
 	for _, opt := range opts {
 		opt.apply(&o)
+	}
+	if o.client == nil {
+		allow, _ := parseNetworks(cfg.AllowNetworks) // validated above
+		guard := netguard.Policy{AllowPrivate: cfg.AllowPrivate, Allow: allow}
+		o.client = &http.Client{Transport: guard.Transport()}
 	}
 	client := *o.client
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
@@ -154,7 +200,8 @@ func (c *Connector) Name() string { return c.name }
 
 // Upsert POSTs rec's payload. A 2xx answer gives OutcomeCreated with ObjectIDs {"webhook":
 // external id} and Attempts 1; the connector cannot tell a receiver's dedupe from a first
-// delivery. Errors are classified (see the package doc).
+// delivery. Errors are classified (see the package doc); a destination refused by the SSRF
+// guard is crm_4xx and wraps netguard.ErrRefused.
 func (c *Connector) Upsert(ctx context.Context, rec *events.Enriched) (crm.Result, error) {
 	id := rec.Message.ExternalID
 	if id == "" {
@@ -186,6 +233,16 @@ func (c *Connector) Upsert(ctx context.Context, rec *events.Enriched) (crm.Resul
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			ue.URL = c.safeURL
+		}
+		if errors.Is(err, netguard.ErrRefused) {
+			// The guard refused the resolved address. Retrying cannot help: the same URL
+			// resolves the same way, and a retry loop against an internal address is what the
+			// guard is there to stop. failure has no configuration class; crm_4xx ("the
+			// destination will not take this request") is the permanent class that fits, so
+			// the record is dead-lettered and can be replayed once the URL or the allow
+			// settings are fixed.
+			return result, failure.Wrap(failure.CRM4xx, fmt.Errorf(
+				"posting webhook %s: %w (the ALLOW_PRIVATE or ALLOW_NETWORKS setting can permit it)", id, err))
 		}
 		return result, crm.ClassifyTransport(fmt.Errorf("posting webhook %s: %w", id, err))
 	}

@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +23,7 @@ import (
 	"github.com/mailpipe/mailpipe/pkg/events"
 	"github.com/mailpipe/mailpipe/pkg/events/eventstest"
 	"github.com/mailpipe/mailpipe/pkg/failure"
+	"github.com/mailpipe/mailpipe/pkg/netguard"
 	"github.com/mailpipe/mailpipe/pkg/webhooksig"
 )
 
@@ -29,7 +33,8 @@ func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func newConnector(t *testing.T, srv *crmtest.Server, mutate func(*webhook.Config), opts ...webhook.Option) *webhook.Connector {
 	t.Helper()
-	cfg := webhook.Config{URL: srv.URL() + "/hooks/mail", Secrets: []string{srv.Secret()}, Timeout: 2 * time.Second}
+	// The test servers listen on loopback, which the SSRF guard refuses by default.
+	cfg := webhook.Config{URL: srv.URL() + "/hooks/mail", Secrets: []string{srv.Secret()}, Timeout: 2 * time.Second, AllowPrivate: true}
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -221,7 +226,7 @@ func TestRedirectIsNotFollowed(t *testing.T) {
 	srv := crmtest.NewServer(t)
 	redirect := httptest.NewServer(http.RedirectHandler(srv.URL(), http.StatusTemporaryRedirect))
 	t.Cleanup(redirect.Close)
-	c, err := webhook.New(webhook.Config{URL: redirect.URL, Secrets: []string{srv.Secret()}}, discard())
+	c, err := webhook.New(webhook.Config{URL: redirect.URL, Secrets: []string{srv.Secret()}, AllowPrivate: true}, discard())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,11 +239,116 @@ func TestRedirectIsNotFollowed(t *testing.T) {
 	}
 }
 
+func TestPrivateDestinationIsRefused(t *testing.T) {
+	srv := crmtest.NewServer(t)
+	u, err := url.Parse(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name    string
+		url     string
+		cfg     func(*webhook.Config)
+		refused bool
+	}{
+		{"loopback refused by default", srv.URL(), nil, true},
+		// The host name is resolved only when dialling; the guard sees the loopback address.
+		{"name resolving to loopback refused", "http://localhost:" + u.Port(), nil, true},
+		{"another allowed network does not open loopback", srv.URL(), func(c *webhook.Config) { c.AllowNetworks = []string{"10.0.0.0/8"} }, true},
+		{"allow private", srv.URL(), func(c *webhook.Config) { c.AllowPrivate = true }, false},
+		{"allow loopback networks", srv.URL(), func(c *webhook.Config) { c.AllowNetworks = []string{"127.0.0.0/8", "::1/128"} }, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := webhook.Config{URL: tt.url + "/hooks/mail?token=s3cr3t", Secrets: []string{srv.Secret()}, Timeout: 2 * time.Second}
+			if tt.cfg != nil {
+				tt.cfg(&cfg)
+			}
+			c, err := webhook.New(cfg, discard())
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := srv.Requests()
+			msg := crmtest.Message(tt.name)
+			res, err := c.Upsert(t.Context(), msg)
+			seen := srv.Requests() - before
+			if !tt.refused {
+				if err != nil || res.Outcome != crm.OutcomeCreated || seen != 1 {
+					t.Fatalf("Upsert = %+v, %v with %d requests; want delivered once", res, err, seen)
+				}
+				return
+			}
+			if !errors.Is(err, netguard.ErrRefused) {
+				t.Fatalf("Upsert error = %v, want one wrapping netguard.ErrRefused", err)
+			}
+			if failure.Retryable(err) || failure.Classify(err) != failure.CRM4xx {
+				t.Errorf("class = %q, want crm_4xx (not retryable) for a refused destination", failure.Classify(err))
+			}
+			if !strings.Contains(err.Error(), "is loopback") || strings.Contains(err.Error(), "s3cr3t") {
+				t.Errorf("error %q should name the loopback address and hide the query", err)
+			}
+			if seen != 0 {
+				t.Errorf("the receiver saw %d requests, want 0", seen)
+			}
+		})
+	}
+}
+
+func TestRedirectToPrivateAddressIsNotFollowed(t *testing.T) {
+	srv := crmtest.NewServer(t)
+	for _, tt := range []struct {
+		name     string
+		location string
+		code     int
+	}{
+		{"cloud metadata", "http://169.254.169.254/latest/meta-data/", http.StatusFound},
+		{"private network", "http://10.0.0.1/admin", http.StatusTemporaryRedirect},
+		{"mapped loopback", "http://[::ffff:127.0.0.1]/", http.StatusMovedPermanently},
+		// A live receiver on loopback: following would show up as a request there.
+		{"loopback receiver", srv.URL() + "/hooks/mail", http.StatusPermanentRedirect},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			redirect := httptest.NewServer(http.RedirectHandler(tt.location, tt.code))
+			t.Cleanup(redirect.Close)
+			// Only the redirecting server's own address is allowed, as an operator would allow
+			// one receiver; the redirect must not take the request anywhere else.
+			addr := netip.MustParseAddrPort(redirect.Listener.Addr().String()).Addr()
+			c, err := webhook.New(webhook.Config{
+				URL: redirect.URL, Secrets: []string{srv.Secret()}, AllowNetworks: []string{netip.PrefixFrom(addr, addr.BitLen()).String()},
+			}, discard())
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.Upsert(t.Context(), crmtest.Message(tt.name))
+			if got := failure.Classify(err); got != failure.CRM4xx || errors.Is(err, netguard.ErrRefused) {
+				t.Fatalf("class = %q (err %v), want crm_4xx for the unfollowed redirect itself", got, err)
+			}
+			if want := fmt.Sprintf("HTTP %d", tt.code); !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q does not report the %s answer", err, want)
+			}
+			if srv.Requests() != 0 {
+				t.Errorf("the redirect target got %d requests, want 0", srv.Requests())
+			}
+		})
+	}
+}
+
+func TestExplicitClientIsNotGuarded(t *testing.T) {
+	// WithHTTPClient hands the transport to the caller; the allow settings do not apply.
+	srv := crmtest.NewServer(t)
+	c, err := webhook.New(webhook.Config{URL: srv.URL(), Secrets: []string{srv.Secret()}}, discard(), webhook.WithHTTPClient(srv.Client()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Upsert(t.Context(), crmtest.Message("explicit")); err != nil {
+		t.Fatalf("Upsert with an explicit client = %v, want delivered", err)
+	}
+}
+
 func TestTransportErrorHidesQuery(t *testing.T) {
 	dead := httptest.NewServer(http.NotFoundHandler())
 	url := dead.URL + "/hook?token=s3cr3t"
 	dead.Close()
-	c, err := webhook.New(webhook.Config{URL: url, Secrets: []string{crmtest.NewSecret()}}, discard())
+	c, err := webhook.New(webhook.Config{URL: url, Secrets: []string{crmtest.NewSecret()}, AllowPrivate: true}, discard())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,6 +389,12 @@ func TestConfigValidate(t *testing.T) {
 		{"bad second secret", webhook.Config{URL: "http://x", Secrets: []string{good, "whsec_nope!"}}, []string{"secrets: secret 2"}},
 		{"short key", webhook.Config{URL: "http://x", Secrets: []string{"whsec_c2hvcnQ="}}, []string{"secrets: secret 1"}},
 		{"negative timeout", webhook.Config{URL: "http://x", Secrets: []string{good}, Timeout: -1}, []string{"timeout must not be negative"}},
+		{"allow networks", webhook.Config{URL: "http://x", Secrets: []string{good}, AllowNetworks: []string{"10.20.0.0/16", " fd00:1::/64", "127.0.0.1/32"}}, nil},
+		{"bad allow networks", webhook.Config{URL: "http://x", Secrets: []string{good}, AllowNetworks: []string{"10.0.0.0/8", "10.1.2.3", "intranet", "10.0.0.0/33"}}, []string{
+			`allow_networks: entry 2 "10.1.2.3" is not a CIDR prefix`,
+			`allow_networks: entry 3 "intranet" is not a CIDR prefix`,
+			`allow_networks: entry 4 "10.0.0.0/33" is not a CIDR prefix`,
+		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.cfg.Validate()
