@@ -207,7 +207,9 @@ func TestPipelineEndToEnd(t *testing.T) {
 		startProc(t, "enricher", bins["enricher"], common),
 		startProc(t, "crm-sink", bins["crm-sink"], append(common,
 			"MAILPIPE_WEBHOOK_URL="+hook.URL, "MAILPIPE_SINK_LAKE_SALT=e2e-lake-salt-0123456789",
-			"MAILPIPE_WEBHOOK_SECRETS=whsec_"+base64.StdEncoding.EncodeToString([]byte(webhookSecretKey)))),
+			"MAILPIPE_WEBHOOK_SECRETS=whsec_"+base64.StdEncoding.EncodeToString([]byte(webhookSecretKey)),
+			// The receiver is an httptest server on loopback, refused by the SSRF guard by default.
+			"MAILPIPE_WEBHOOK_ALLOW_PRIVATE=true")),
 	}
 	for _, p := range procs {
 		p.waitReady(t, 90*time.Second)
