@@ -74,6 +74,11 @@ bench-parsers: ## Benchmark mailpipe's parser against mailparser and postal-mime
 	scripts/deps.sh
 	cd e2e && MAILPIPE_BENCH=1 go test -count=1 -timeout 30m -run '^TestBenchParsers$$' -v ./bench/parsers/
 
+.PHONY: bench-crm
+bench-crm: ## Benchmark the CRM connectors (10,000 messages delivered twice each) on their contract servers and a real PostgreSQL; rewrites e2e/bench/CRM.md.
+	PG_PORT=$(PG_PORT) scripts/postgres-up.sh >/dev/null
+	cd e2e && MAILPIPE_BENCH=1 go test -count=1 -timeout 30m -run '^TestBenchCRM$$' -v ./bench/crm/
+
 .PHONY: test
 test: ## Install and start what the tests need, then run every test (the README test command).
 	scripts/test.sh
