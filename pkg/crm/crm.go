@@ -23,7 +23,11 @@ const (
 	OutcomeCreated = "created"
 	// OutcomeUpdated: the target already held an object for the external id and it was updated.
 	OutcomeUpdated = "updated"
-	// OutcomeDeduped: the message was already delivered; nothing was written this time.
+	// OutcomeUnchanged: the target already held the message's objects as they are (a replay);
+	// the connector wrote nothing new.
+	OutcomeUnchanged = "unchanged"
+	// OutcomeDeduped: the sink's dedupe store knew the message was delivered to the target, so
+	// the connector was not called. Connectors return OutcomeUnchanged instead.
 	OutcomeDeduped = "deduped"
 	// OutcomeShadow: the route is in shadow mode; the write was recorded, not performed.
 	OutcomeShadow = "shadow"
@@ -34,7 +38,7 @@ const (
 
 // Result is what one successful upsert did.
 type Result struct {
-	// Outcome is one of OutcomeCreated, OutcomeUpdated, OutcomeDeduped or OutcomeShadow.
+	// Outcome is one of OutcomeCreated, OutcomeUpdated or OutcomeUnchanged.
 	Outcome string
 	// ObjectIDs are the CRM object ids written, by object type (e.g. "contact" → "101"). The
 	// map is owned by the caller after Upsert returns; nil means none.
@@ -48,7 +52,7 @@ type Result struct {
 //
 // Upsert must be idempotent by rec.Message.ExternalID: calling it again with the same message
 // (after a crash, a rebalance, a retry or a DLQ replay) must leave the target as one call would
-// have, and may report OutcomeDeduped or OutcomeUpdated the second time. That is what makes the
+// have, and may report OutcomeUnchanged or OutcomeUpdated the second time. That is what makes the
 // crm-sink's at-least-once delivery safe.
 //
 // Upsert returns an error classified with package failure ([ClassifyHTTP] and

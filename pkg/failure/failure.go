@@ -46,6 +46,12 @@ const (
 	Auth Class = "auth"
 	// Internal: a bug in mailpipe (a handler panic, a broken invariant). Not retryable.
 	Internal Class = "internal"
+	// Config: the deployment cannot do what the record asks (a route names a CRM target that is
+	// not configured). Not retryable: replay the DLQ after fixing the configuration.
+	Config Class = "config"
+	// Blocked: the record waits for an earlier record of its thread that is in the DLQ for the
+	// same target (per-thread order). Not retryable: replaying the DLQ in order releases it.
+	Blocked Class = "blocked"
 	// Unknown: an error nobody classified. Retryable, because unclassified errors are most
 	// often transient I/O errors.
 	Unknown Class = "unknown"
@@ -53,14 +59,14 @@ const (
 
 // Classes returns every class, in a stable order (for metrics pre-registration and docs).
 func Classes() []Class {
-	return []Class{Parse, Schema, CRM4xx, CRM5xx, RateLimited, Timeout, Auth, Internal, Unknown}
+	return []Class{Parse, Schema, CRM4xx, CRM5xx, RateLimited, Timeout, Auth, Internal, Config, Blocked, Unknown}
 }
 
 // Retryable reports whether an error of this class may succeed when tried again later.
 // An unrecognised class is treated like [Unknown] (retryable); the zero class is not retryable.
 func (c Class) Retryable() bool {
 	switch c {
-	case Parse, Schema, CRM4xx, Auth, Internal, "":
+	case Parse, Schema, CRM4xx, Auth, Internal, Config, Blocked, "":
 		return false
 	default:
 		return true

@@ -66,7 +66,7 @@ func (timeoutErr) Temporary() bool { return true }
 func TestClassRetryable(t *testing.T) {
 	want := map[failure.Class]bool{
 		failure.Parse: false, failure.Schema: false, failure.CRM4xx: false, failure.Auth: false,
-		failure.Internal: false, failure.CRM5xx: true, failure.RateLimited: true,
+		failure.Internal: false, failure.Config: false, failure.Blocked: false, failure.CRM5xx: true, failure.RateLimited: true,
 		failure.Timeout: true, failure.Unknown: true,
 	}
 	for _, c := range failure.Classes() {

@@ -30,6 +30,8 @@ import (
 	"github.com/mailpipe/mailpipe/pkg/mailauth"
 	"github.com/mailpipe/mailpipe/pkg/mime"
 	"github.com/mailpipe/mailpipe/pkg/parse"
+	"github.com/mailpipe/mailpipe/pkg/ratelimit"
+	"github.com/mailpipe/mailpipe/pkg/ratelimit/redisratelimit"
 	"github.com/mailpipe/mailpipe/pkg/route/kafkaroute"
 	"github.com/mailpipe/mailpipe/pkg/rules"
 	"github.com/mailpipe/mailpipe/pkg/sink"
@@ -73,6 +75,12 @@ type SinkConfig struct {
 	Postgres   postgres.Config   `env:"CRM_POSTGRES"`
 	// LocalStorePath enables the local JSON-lines store connector (`mailpipe dev`).
 	LocalStorePath string `env:"LOCALSTORE_PATH" usage:"file for the local CRM stand-in connector (dev)"`
+	// RoutesEnabled follows the route table so that each message's route chooses its CRM
+	// targets and shadow mode. It is the variable ingress reads, so one setting turns the route
+	// table on for the deployment.
+	RoutesEnabled     bool          `env:"ROUTES_ENABLED" usage:"follow the route table on mail.routes.v1: each route's crm_targets and shadow flag choose where its mail is written"`
+	RoutesTopic       string        `env:"ROUTES_TOPIC" default:"mail.routes.v1" usage:"compacted topic holding the route table"`
+	RoutesLoadTimeout time.Duration `env:"ROUTES_LOAD_TIMEOUT" default:"1m" usage:"how long startup may take to read the route table to its end"`
 }
 
 // Parser builds the parser service: mail.raw.v1 → mail.parsed.v1.
@@ -402,19 +410,39 @@ func CRMSink(ctx context.Context, cfg SinkConfig, d *Deps, onWrite func(localsto
 		return nil, app.ConfigError(errors.New("crm-sink: no connector configured (set MAILPIPE_WEBHOOK_URL, MAILPIPE_CRM_HUBSPOT_TOKEN, MAILPIPE_CRM_SALESFORCE_CLIENT_ID, MAILPIPE_CRM_PIPEDRIVE_API_TOKEN, MAILPIPE_CRM_POSTGRES_DSN or MAILPIPE_LOCALSTORE_PATH)"))
 	}
 	var store dedupe.Store
+	var rates ratelimit.Factory
 	if d.Redis != nil {
 		store = redisdedupe.New(d.Redis, redisdedupe.WithPrefix("mailpipe:sink:"))
+		// Replicas share one request budget per target: the limits are the CRM's, not ours.
+		rates = redisratelimit.Factory(d.Redis, redisratelimit.WithPrefix("mailpipe:sink:ratelimit:"))
 	} else {
 		store = dedupe.NewMemory()
 	}
-	s, err := sink.New(d.Codec, conns, store, d.Log, cfg.Sink.Options()...)
+	opts := cfg.Sink.Options(rates)
+	if topic := cfg.Stage.DLQTopic; topic != "" {
+		opts = append(opts, sink.WithDLQTopic(topic))
+	}
+	var actors []app.Actor
+	if rc := (kafkaroute.Config{Enabled: cfg.RoutesEnabled, Topic: cfg.RoutesTopic, LoadTimeout: cfg.RoutesLoadTimeout}.WithDefaults()); rc.Enabled {
+		follower, err := kafkaroute.Open(ctx, rc, cfg.Kafka, d.Codec, d.Log)
+		if err != nil {
+			return nil, err
+		}
+		d.Admin.Register("routes", follower.Check)
+		table := follower.Table()
+		opts = append(opts, sink.WithRoutes(sink.RoutesFunc(func(id string) (events.Route, bool) { return table.Load().Get(id) })))
+		// Started first, stopped last: the stage never runs on a closed table.
+		actors = append(actors, follower.Actor())
+	}
+	s, err := sink.New(d.Codec, conns, store, d.Log, opts...)
 	if err != nil {
 		return nil, app.ConfigError(fmt.Errorf("sink: %w", err))
 	}
-	actors, err := runStage(cfg.StageConfig, d, "crm-sink", kafka.TopicEnriched, s.Handle)
+	st, err := runStage(cfg.StageConfig, d, "crm-sink", kafka.TopicEnriched, s.Handle)
 	if err != nil {
 		return nil, err
 	}
+	actors = append(actors, st...)
 	release := app.Hold("connectors", func(ctx context.Context) error {
 		var errs []error
 		for _, c := range conns {

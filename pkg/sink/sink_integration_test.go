@@ -28,7 +28,7 @@ func TestHandledTwiceIsDeliveredOnceRealRedis(t *testing.T) {
 			func(c redis.UniversalClient, p string) dedupe.Store {
 				return markOnly{redisdedupe.New(c, redisdedupe.WithPrefix(p))}
 			},
-			2, "local=deduped,webhook=created",
+			2, "local=unchanged,webhook=created",
 		},
 		{
 			"redisdedupe (Seen via EXISTS)",

@@ -58,7 +58,7 @@ func Message(seed string) *events.Enriched {
 func Run(t *testing.T, newTarget func(t *testing.T) Target) {
 	t.Helper()
 	successful := []string{crm.OutcomeCreated, crm.OutcomeUpdated}
-	again := []string{crm.OutcomeCreated, crm.OutcomeUpdated, crm.OutcomeDeduped}
+	again := []string{crm.OutcomeCreated, crm.OutcomeUpdated, crm.OutcomeUnchanged}
 
 	t.Run("name is set and stable", func(t *testing.T) {
 		c := newTarget(t).Connector

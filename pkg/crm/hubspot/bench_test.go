@@ -87,8 +87,8 @@ func TestReplayTwiceCreatesNothingNew(t *testing.T) {
 		want string
 	}{
 		{"first delivery", first, crm.OutcomeCreated},
-		{"replay in the same process", first, crm.OutcomeDeduped},
-		{"replay from a fresh process", newConnector(t, config(srv)), crm.OutcomeDeduped},
+		{"replay in the same process", first, crm.OutcomeUnchanged},
+		{"replay from a fresh process", newConnector(t, config(srv)), crm.OutcomeUnchanged},
 	} {
 		start := time.Now()
 		outcomes := run(t, pass.c, n, 16)

@@ -239,7 +239,7 @@ func (c *Connector) upsert(ctx context.Context, cl *call, rec *events.Enriched) 
 		return crm.Result{}, err
 	}
 	ids[ObjectEmail] = emailID
-	if outcome == crm.OutcomeDeduped && created {
+	if outcome == crm.OutcomeUnchanged && created {
 		outcome = crm.OutcomeUpdated
 	}
 	return crm.Result{Outcome: outcome, ObjectIDs: ids}, nil
@@ -374,7 +374,7 @@ func (c *Connector) email(ctx context.Context, cl *call, rec *events.Enriched, c
 		if written == sum {
 			// This process wrote these very values a moment ago (a stage retry after a later
 			// failure, a quick replay): nothing to write.
-			return id, crm.OutcomeDeduped, nil
+			return id, crm.OutcomeUnchanged, nil
 		}
 		err := c.do(ctx, cl, "updating the email", http.MethodPatch, "/crm/v3/objects/emails/"+url.PathEscape(id), update, nil)
 		if err == nil {
@@ -406,7 +406,7 @@ func (c *Connector) email(ctx context.Context, cl *call, rec *events.Enriched, c
 		}
 		if sameProperties(obj.Properties, props) {
 			remember(obj.ID)
-			return obj.ID, crm.OutcomeDeduped, nil
+			return obj.ID, crm.OutcomeUnchanged, nil
 		}
 		if err := c.do(ctx, cl, "updating the email", http.MethodPatch, "/crm/v3/objects/emails/"+url.PathEscape(obj.ID), update, nil); err != nil {
 			return "", "", err

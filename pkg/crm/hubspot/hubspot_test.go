@@ -162,12 +162,12 @@ func TestIdempotentReplay(t *testing.T) {
 		rec   *events.Enriched
 		want  string
 	}{
-		{"same process, same message", false, crmtest.Message("replay"), crm.OutcomeDeduped},
-		{"other process, same message", true, crmtest.Message("replay"), crm.OutcomeDeduped},
+		{"same process, same message", false, crmtest.Message("replay"), crm.OutcomeUnchanged},
+		{"other process, same message", true, crmtest.Message("replay"), crm.OutcomeUnchanged},
 		{"other process, changed subject", true, changed, crm.OutcomeUpdated},
-		{"other process, changed subject again", true, changed, crm.OutcomeDeduped},
+		{"other process, changed subject again", true, changed, crm.OutcomeUnchanged},
 		{"first process, changed subject", false, changed, crm.OutcomeUpdated},
-		{"first process, changed subject again", false, changed, crm.OutcomeDeduped},
+		{"first process, changed subject again", false, changed, crm.OutcomeUnchanged},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := first
@@ -347,7 +347,7 @@ func TestPropertyWithoutUniqueValues(t *testing.T) {
 	if n := srv.Calls("POST /crm/v3/properties/emails"); n != 2 {
 		t.Errorf("property creations = %d, want 2 (refused with unique values, then without)", n)
 	}
-	if res.Outcome != crm.OutcomeDeduped || srv.Objects(msg.Message.ExternalID) != 1 {
+	if res.Outcome != crm.OutcomeUnchanged || srv.Objects(msg.Message.ExternalID) != 1 {
 		t.Errorf("replay outcome %q, emails %d; want deduped and 1", res.Outcome, srv.Objects(msg.Message.ExternalID))
 	}
 }

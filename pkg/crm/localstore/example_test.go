@@ -31,6 +31,6 @@ func ExampleStore_Upsert() {
 	// Output:
 	// wrote entry 1 kind human
 	// created
-	// deduped
+	// unchanged
 	// entries: 1
 }

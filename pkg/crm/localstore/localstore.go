@@ -1,7 +1,7 @@
 // Package localstore is the crm connector `mailpipe dev` uses in place of a real CRM: it appends
 // one JSON line per message to a local file and is idempotent by external id, across restarts
 // too, because Open reads the file back. A second upsert of a message reports
-// crm.OutcomeDeduped and writes nothing.
+// crm.OutcomeUnchanged and writes nothing.
 //
 // Each line is an [Entry]: ids, tenant, sender address, subject and classification, not the
 // bodies. The file is for a developer's eyes on their own machine; it is not a production store.
@@ -173,7 +173,7 @@ func (s *Store) index(e Entry) {
 func (s *Store) Name() string { return s.name }
 
 // Upsert writes rec unless its external id is already stored: OutcomeCreated the first time,
-// OutcomeDeduped afterwards, both with ObjectIDs {"entry": seq}. An expired or cancelled ctx
+// OutcomeUnchanged afterwards, both with ObjectIDs {"entry": seq}. An expired or cancelled ctx
 // returns its error (a deadline classifies as failure.Timeout) without writing.
 func (s *Store) Upsert(ctx context.Context, rec *events.Enriched) (crm.Result, error) {
 	if err := ctx.Err(); err != nil {
@@ -190,7 +190,7 @@ func (s *Store) Upsert(ctx context.Context, rec *events.Enriched) (crm.Result, e
 	}
 	if e, ok := s.byID[id]; ok {
 		s.mu.Unlock()
-		return crm.Result{Outcome: crm.OutcomeDeduped, ObjectIDs: objectIDs(e), Attempts: 1}, nil
+		return crm.Result{Outcome: crm.OutcomeUnchanged, ObjectIDs: objectIDs(e), Attempts: 1}, nil
 	}
 	e := newEntry(rec, len(s.order)+1, s.now().UTC())
 	if s.file != nil {

@@ -90,8 +90,8 @@ func TestUpsertOutcomesAndCallback(t *testing.T) {
 	}{
 		{"first a", "a", crm.OutcomeCreated, "1"},
 		{"first b", "b", crm.OutcomeCreated, "2"},
-		{"a again", "a", crm.OutcomeDeduped, "1"},
-		{"b again", "b", crm.OutcomeDeduped, "2"},
+		{"a again", "a", crm.OutcomeUnchanged, "1"},
+		{"b again", "b", crm.OutcomeUnchanged, "2"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			res, err := s.Upsert(t.Context(), crmtest.Message(tt.msg))
@@ -153,9 +153,9 @@ func TestReopenKeepsIdempotency(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// then it is deduped and new entries continue the sequence
-	if res.Outcome != crm.OutcomeDeduped {
-		t.Errorf("outcome after reopen = %q, want deduped", res.Outcome)
+	// then it is unchanged and new entries continue the sequence
+	if res.Outcome != crm.OutcomeUnchanged {
+		t.Errorf("outcome after reopen = %q, want unchanged", res.Outcome)
 	}
 	res, err = s.Upsert(t.Context(), crmtest.Message("after"))
 	if err != nil || res.ObjectIDs[localstore.ObjectType] != "2" {

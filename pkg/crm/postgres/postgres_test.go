@@ -107,7 +107,7 @@ func TestOutcomes(t *testing.T) {
 	for i, tt := range []struct {
 		res  crm.Result
 		want string
-	}{{first, crm.OutcomeCreated}, {again, crm.OutcomeDeduped}, {third, crm.OutcomeUpdated}, {fourth, crm.OutcomeDeduped}} {
+	}{{first, crm.OutcomeCreated}, {again, crm.OutcomeUnchanged}, {third, crm.OutcomeUpdated}, {fourth, crm.OutcomeUnchanged}} {
 		if tt.res.Outcome != tt.want || tt.res.Attempts != 1 {
 			t.Errorf("upsert %d: outcome %s, attempts %d; want %s, 1", i+1, tt.res.Outcome, tt.res.Attempts, tt.want)
 		}

@@ -381,7 +381,7 @@ func (c *Connector) write(ctx context.Context, tx pgx.Tx, r row) (crm.Result, er
 		wrote = wrote || tag.RowsAffected() > 0
 	}
 
-	outcome := crm.OutcomeDeduped
+	outcome := crm.OutcomeUnchanged
 	switch {
 	case inserted:
 		outcome = crm.OutcomeCreated
