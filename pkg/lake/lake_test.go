@@ -133,8 +133,12 @@ func TestRows(t *testing.T) {
 		targets  []string
 		rows     []want
 	}{
-		{"one target created", []events.CRMOutcome{out("webhook", "created", at(2500))}, []string{"webhook"},
-			[]want{{"webhook", "created", ptr(at(2500)), 2500, false, ""}}},
+		{
+			"one target created",
+			[]events.CRMOutcome{out("webhook", "created", at(2500))},
+			[]string{"webhook"},
+			[]want{{"webhook", "created", ptr(at(2500)), 2500, false, ""}},
+		},
 		{
 			"a row per target, each with its own confirmation",
 			[]events.CRMOutcome{out("webhook", "created", at(900)), out("hubspot", "updated", at(4000))},
@@ -147,12 +151,24 @@ func TestRows(t *testing.T) {
 			[]string{"webhook", "hubspot"},
 			[]want{{"webhook", "created", ptr(at(700)), 700, false, ""}, {"hubspot", "failed", nil, 0, false, "crm_5xx"}},
 		},
-		{"deduped is a duplicate", []events.CRMOutcome{out("a", "deduped", at(10)), out("b", "unchanged", at(20))}, []string{"a", "b"},
-			[]want{{"a", "deduped", ptr(at(10)), 10, true, ""}, {"b", "unchanged", ptr(at(20)), 20, false, ""}}},
-		{"unknown outcome counts as failed", []events.CRMOutcome{out("a", "exploded", at(10))}, []string{"a"},
-			[]want{{"a", "failed", nil, 0, false, "crm_5xx"}}},
-		{"clock skew never gives negative latency", []events.CRMOutcome{out("a", "created", at(-50))}, []string{"a"},
-			[]want{{"a", "created", ptr(at(-50)), 0, false, ""}}},
+		{
+			"deduped is a duplicate",
+			[]events.CRMOutcome{out("a", "deduped", at(10)), out("b", "unchanged", at(20))},
+			[]string{"a", "b"},
+			[]want{{"a", "deduped", ptr(at(10)), 10, true, ""}, {"b", "unchanged", ptr(at(20)), 20, false, ""}},
+		},
+		{
+			"unknown outcome counts as failed",
+			[]events.CRMOutcome{out("a", "exploded", at(10))},
+			[]string{"a"},
+			[]want{{"a", "failed", nil, 0, false, "crm_5xx"}},
+		},
+		{
+			"clock skew never gives negative latency",
+			[]events.CRMOutcome{out("a", "created", at(-50))},
+			[]string{"a"},
+			[]want{{"a", "created", ptr(at(-50)), 0, false, ""}},
+		},
 		{"no outcomes still gives one row", nil, []string{}, []want{{"", "", nil, 0, false, ""}}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
