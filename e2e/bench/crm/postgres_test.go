@@ -1,10 +1,3 @@
-// The Postgres target needs github.com/jackc/pgx/v5 (through pkg/crm/postgres), which e2e/go.mod
-// does not require yet, so this file is left out of the build (and of go mod tidy) until it
-// does: add the requirements, then delete the build line. make bench-crm measured it with the
-// line removed.
-
-//go:build ignore
-
 package crm
 
 import (
