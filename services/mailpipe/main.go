@@ -26,6 +26,7 @@ commands:
   rules          check a rules file, or simulate one over a topic's recent records
   topics apply   create missing topics and set their configs
   routes         add, list, show, rm or import address routes (mail.routes.v1)
+  lake export    write mail.lake.v1 rows received since a time to Parquet files
 
 Run 'mailpipe <command> -h' for a command's flags.`
 
@@ -53,6 +54,8 @@ func run(ctx context.Context, env app.Env) error {
 		return runTopics(ctx, env)
 	case "routes":
 		return runRoutes(ctx, env)
+	case "lake":
+		return runLake(ctx, env)
 	case "help", "-h", "--help":
 		fmt.Fprintln(env.Stdout, usage)
 		return nil
