@@ -4,6 +4,9 @@ import (
 	"errors"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/mailpipe/mailpipe/pkg/kafka"
 	"github.com/mailpipe/mailpipe/pkg/ratelimit"
 )
@@ -29,6 +32,8 @@ type options struct {
 	rates          map[string]ratelimit.Limit
 	limiters       ratelimit.Factory
 	dlqTopic       string
+	meters         metric.MeterProvider
+	tracers        trace.TracerProvider
 }
 
 func defaultOptions() options {

@@ -141,6 +141,7 @@ type Sink struct {
 	routes    Routes
 	lake      *lake.Mapper
 	backoff   *backoff.Backoff
+	inst      *instruments
 	o         options
 	log       *slog.Logger
 }
@@ -212,10 +213,14 @@ func New(codec *serde.Codec, connectors []crm.Connector, store dedupe.Store, log
 	if err != nil {
 		errs = append(errs, err)
 	}
+	inst, err := newInstruments(o.meters, o.tracers)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("metrics: %w", err))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("configuring crm sink: %w", err)
 	}
-	s.lake, s.backoff = mapper, b
+	s.lake, s.backoff, s.inst = mapper, b, inst
 	if seer, ok := store.(Seer); ok {
 		s.seer = seer
 	}
@@ -421,7 +426,7 @@ func (s *Sink) deliver(ctx context.Context, t *target, msg *events.Enriched, p p
 func (s *Sink) upsert(ctx context.Context, t *target, msg *events.Enriched, d *delivery) (crm.Result, int, error) {
 	calls := 0
 	for attempt := 1; ; attempt++ {
-		res, err := s.call(ctx, t, msg)
+		res, err := s.call(ctx, t, msg, attempt)
 		calls += max(res.Attempts, 1)
 		if err == nil {
 			switch res.Outcome {
@@ -460,7 +465,7 @@ func (s *Sink) upsert(ctx context.Context, t *target, msg *events.Enriched, d *d
 }
 
 // call makes one connector call within the target's concurrency and rate limits.
-func (s *Sink) call(ctx context.Context, t *target, msg *events.Enriched) (crm.Result, error) {
+func (s *Sink) call(ctx context.Context, t *target, msg *events.Enriched, attempt int) (crm.Result, error) {
 	if t.limiter != nil {
 		for {
 			ok, after, err := t.limiter.Allow(ctx, t.conn.Name())
@@ -481,7 +486,10 @@ func (s *Sink) call(ctx context.Context, t *target, msg *events.Enriched) (crm.R
 		return crm.Result{}, ctx.Err()
 	}
 	defer func() { <-t.sem }()
-	return t.conn.Upsert(ctx, msg)
+	ctx, end := s.inst.startCall(ctx, t.conn.Name(), attempt)
+	res, err := t.conn.Upsert(ctx, msg)
+	end(err)
+	return res, err
 }
 
 // release lifts the hold a dead letter put on its thread, once it was written.
@@ -546,6 +554,9 @@ func (s *Sink) outputs(ctx context.Context, msg *events.Enriched, rec *kgo.Recor
 			letters = append(letters, letter)
 		}
 		outcomes[i] = d.outcome
+		o := &d.outcome
+		confirmed := o.Outcome == crm.OutcomeCreated || o.Outcome == crm.OutcomeUpdated || o.Outcome == crm.OutcomeUnchanged
+		s.inst.outcome(ctx, o.Tenant, o.Target, o.Outcome, o.WrittenAt.Sub(msg.Message.ReceivedAt), confirmed)
 	}
 	out := make([]*kgo.Record, 0, 2*len(outcomes)+len(letters)+1)
 	for i := range outcomes {
