@@ -552,6 +552,7 @@ func (s *Sink) outputs(ctx context.Context, msg *events.Enriched, rec *kgo.Recor
 				slog.String("target", name), slog.String("message_id", msg.Message.ID),
 				slog.String("error_class", string(class)), slog.Int("attempts", d.outcome.Attempts), slog.Any("error", d.err))
 			letters = append(letters, letter)
+			s.inst.deadLetter(ctx, name, class)
 		}
 		outcomes[i] = d.outcome
 		o := &d.outcome

@@ -31,6 +31,9 @@ const (
 	MetricOutcomes = "mailpipe.crm.outcomes"
 	// MetricDedupeHits counts targets skipped because the dedupe store knew the delivery.
 	MetricDedupeHits = "mailpipe.crm.dedupe.hits"
+	// MetricDeadLetters counts the sink's per-target dead letters (attributes target,
+	// error.class); the stage's own dead letters are mailpipe.stage.dead_letters.
+	MetricDeadLetters = "mailpipe.crm.dead_letters"
 )
 
 // WithMeterProvider sets where the sink's metrics go. Default: a no-op provider.
@@ -59,6 +62,7 @@ type instruments struct {
 	retries      metric.Int64Counter
 	outcomes     metric.Int64Counter
 	dedupeHits   metric.Int64Counter
+	deadLetters  metric.Int64Counter
 	tracer       trace.Tracer
 }
 
@@ -95,6 +99,7 @@ func newInstruments(mp metric.MeterProvider, tp trace.TracerProvider) (*instrume
 	in.retries = counter(MetricRetries, "Connector calls that retried a failed one.", "{call}")
 	in.outcomes = counter(MetricOutcomes, "Per-target outcomes of messages.", "{outcome}")
 	in.dedupeHits = counter(MetricDedupeHits, "Targets skipped because the dedupe store knew the delivery.", "{message}")
+	in.deadLetters = counter(MetricDeadLetters, "Per-target dead letters written by the crm-sink.", "{record}")
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -134,4 +139,9 @@ func (in *instruments) outcome(ctx context.Context, tenant, target, outcome stri
 	if delivered {
 		in.latency.Record(ctx, max(latency, 0).Seconds(), metric.WithAttributes(tgt, attribute.String("tenant", tenant)))
 	}
+}
+
+// deadLetter counts one per-target dead letter.
+func (in *instruments) deadLetter(ctx context.Context, target string, class failure.Class) {
+	in.deadLetters.Add(ctx, 1, metric.WithAttributes(attribute.String("target", target), attribute.String("error.class", string(class))))
 }

@@ -69,18 +69,22 @@ func TestMetricsAndSpans(t *testing.T) {
 	}
 	parent.End()
 	e.handle(t, s, msg)
+	e.srv.FailNext(1, 422, "")
+	e.handle(t, s, crmtest.Message("refused"))
 
 	got := strings.Join(points(t, reader), "\n")
 	for _, want := range []string{
 		"mailpipe.crm.calls{status=crm_5xx,target=webhook}=1",
 		"mailpipe.crm.calls{status=ok,target=webhook}=1",
-		"mailpipe.crm.calls{status=ok,target=local}=1",
+		"mailpipe.crm.calls{status=ok,target=local}=2",
 		"mailpipe.crm.retries{target=webhook}=1",
 		"mailpipe.crm.outcomes{outcome=created,target=webhook}=1",
 		"mailpipe.crm.outcomes{outcome=deduped,target=webhook}=1",
 		"mailpipe.crm.dedupe.hits{target=local}=1",
 		"mailpipe.ingestion.duration{target=webhook,tenant=acme}#1",
-		"mailpipe.ingestion.duration{target=local,tenant=acme}#1",
+		"mailpipe.ingestion.duration{target=local,tenant=acme}#2",
+		"mailpipe.crm.dead_letters{error.class=crm_4xx,target=webhook}=1",
+		"mailpipe.crm.outcomes{outcome=failed,target=webhook}=1",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("metrics lack %s; have\n%s", want, got)
@@ -89,15 +93,15 @@ func TestMetricsAndSpans(t *testing.T) {
 
 	var calls int
 	for _, sp := range spans.Ended() {
-		if sp.Name() != "crm upsert webhook" {
+		if sp.Name() != "crm upsert webhook" || sp.SpanContext().TraceID() != parent.SpanContext().TraceID() {
 			continue
 		}
 		calls++
-		if sp.Parent().SpanID() != parent.SpanContext().SpanID() || sp.SpanContext().TraceID() != parent.SpanContext().TraceID() {
+		if sp.Parent().SpanID() != parent.SpanContext().SpanID() {
 			t.Errorf("connector span %s is not a child of the record's span", sp.Name())
 		}
 	}
 	if calls != 2 {
-		t.Errorf("%d webhook call spans, want 2 (failure and retry)", calls)
+		t.Errorf("%d webhook call spans in the record's trace, want 2 (failure and retry)", calls)
 	}
 }
