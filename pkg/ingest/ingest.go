@@ -15,6 +15,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/mailpipe/mailpipe/pkg/events"
 	"github.com/mailpipe/mailpipe/pkg/kafka"
@@ -228,6 +230,10 @@ type Options struct {
 	// Propagator writes the trace context of Accept's ctx into the record headers, so the
 	// parser continues the message's trace. Nil: W3C TraceContext (traceparent, tracestate).
 	Propagator propagation.TextMapPropagator
+	// TracerProvider records the "<source> accept" span that starts each message's trace (see
+	// [Ingester.AcceptStream]). Nil: no span is recorded, and the record carries the trace
+	// context of Accept's ctx, if any.
+	TracerProvider trace.TracerProvider
 }
 
 // Validate reports missing required dependencies.
@@ -271,6 +277,7 @@ type Ingester struct {
 	now    func() time.Time
 	ids    *IDGenerator
 	prop   propagation.TextMapPropagator
+	tracer trace.Tracer
 }
 
 // New returns an Ingester for cfg (zero fields take defaults) and opts.
@@ -302,6 +309,11 @@ func New(cfg Config, opts Options) (*Ingester, error) {
 		// Not otel.GetTextMapPropagator: no global state (STYLE.md); telemetry passes its own.
 		in.prop = propagation.TraceContext{}
 	}
+	tp := opts.TracerProvider
+	if tp == nil {
+		tp = tracenoop.NewTracerProvider()
+	}
+	in.tracer = tp.Tracer("github.com/mailpipe/mailpipe/pkg/ingest")
 	return in, nil
 }
 

@@ -12,6 +12,10 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/mailpipe/mailpipe/pkg/events"
 	"github.com/mailpipe/mailpipe/pkg/mailid"
 	"github.com/mailpipe/mailpipe/pkg/thread"
@@ -38,7 +42,14 @@ import (
 //
 // env.RcptTo is normalised (lower-cased, duplicates removed) before it is recorded;
 // env.Source, ClientIP, Helo and TLS are recorded as given.
-func (in *Ingester) AcceptStream(ctx context.Context, env events.Envelope, r io.Reader) (Result, error) {
+//
+// Each call starts a new trace with a server span named "<env.Source> accept" ("smtp accept",
+// "http accept"; linked to the span in ctx, if any) whose context goes into the record headers,
+// so that every stage continues it. The span carries the tenant, route id and message id, never
+// addresses or subjects.
+func (in *Ingester) AcceptStream(ctx context.Context, env events.Envelope, r io.Reader) (res Result, err error) {
+	ctx, span := in.startAccept(ctx, env.Source)
+	defer func() { endAccept(span, res, err) }()
 	env.RcptTo = normalizeRcpts(env.RcptTo)
 	if len(env.RcptTo) == 0 {
 		return Result{}, fmt.Errorf("%w: no recipients", ErrInvalid)
@@ -51,6 +62,7 @@ func (in *Ingester) AcceptStream(ctx context.Context, env events.Envelope, r io.
 	if err != nil {
 		return Result{}, err
 	}
+	span.SetAttributes(attribute.String(AttrTenant, route.Tenant), attribute.String(AttrRouteID, route.ID), attribute.String(AttrMessageID, id))
 	sp, err := in.spool(ctx, id, r)
 	if err != nil {
 		return Result{}, err
@@ -224,4 +236,49 @@ func (c *countReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// Span attributes of the accept span (see [Ingester.AcceptStream]).
+const (
+	AttrTenant    = "mailpipe.tenant"
+	AttrRouteID   = "mailpipe.route.id"
+	AttrMessageID = "mailpipe.message.id"
+	// AttrDuplicate is true on the span of a client retry that recorded nothing.
+	AttrDuplicate = "mailpipe.duplicate"
+)
+
+// startAccept starts the root span of a message's trace.
+func (in *Ingester) startAccept(ctx context.Context, source string) (context.Context, trace.Span) {
+	if source == "" {
+		source = "ingest"
+	}
+	opts := []trace.SpanStartOption{trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindServer)}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
+	}
+	return in.tracer.Start(ctx, source+" accept", opts...)
+}
+
+// endAccept ends the accept span. A failure is recorded by its kind only: the error text can
+// name a recipient.
+func endAccept(span trace.Span, res Result, err error) {
+	defer span.End()
+	if res.Duplicate {
+		span.SetAttributes(attribute.Bool(AttrDuplicate, true))
+	}
+	if err == nil {
+		return
+	}
+	kind := "temporary"
+	for _, e := range []struct {
+		err  error
+		kind string
+	}{{ErrInvalid, "invalid"}, {ErrNoRoute, "no_route"}, {ErrTooLarge, "too_large"}, {ErrInFlight, "in_flight"}} {
+		if errors.Is(err, e.err) {
+			kind = e.kind
+			break
+		}
+	}
+	span.SetAttributes(attribute.String("error.type", kind))
+	span.SetStatus(codes.Error, kind)
 }

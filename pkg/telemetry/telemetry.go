@@ -60,6 +60,7 @@ type config struct {
 	getenv   func(string) string
 	global   bool
 	exporter sdktrace.SpanExporter
+	procs    []sdktrace.SpanProcessor
 }
 
 // WithGetenv replaces os.Getenv for the variables listed above (tests; embedding several
@@ -79,6 +80,12 @@ func WithGlobal() Option {
 // tests and for the dev stack.
 func WithSpanExporter(e sdktrace.SpanExporter) Option {
 	return optionFunc(func(c *config) { c.exporter = e })
+}
+
+// WithSpanProcessor adds p to the TracerProvider, next to the exporter (if any). Meant for tests,
+// which read ended spans synchronously from a tracetest.SpanRecorder; may be repeated.
+func WithSpanProcessor(p sdktrace.SpanProcessor) Option {
+	return optionFunc(func(c *config) { c.procs = append(c.procs, p) })
 }
 
 // Setup builds the tracing providers for serviceName. Spans are exported over OTLP/HTTP only
@@ -130,6 +137,9 @@ func Setup(ctx context.Context, serviceName string, log *slog.Logger, opts ...Op
 		log.InfoContext(ctx, "exporting traces", "endpoint", p.Endpoint)
 	} else {
 		log.InfoContext(ctx, "no OTLP endpoint configured, traces are not exported", "env", EnvEndpoint)
+	}
+	for _, sp := range cfg.procs {
+		tpOpts = append(tpOpts, sdktrace.WithSpanProcessor(sp))
 	}
 	tp := sdktrace.NewTracerProvider(tpOpts...)
 	p.TracerProvider = tp

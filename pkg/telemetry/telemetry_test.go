@@ -128,6 +128,22 @@ func TestSetupResourceAndExporter(t *testing.T) {
 	}
 }
 
+func TestSetupSpanProcessor(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	p, shutdown, err := telemetry.Setup(t.Context(), "enricher", discard(),
+		telemetry.WithGetenv(func(string) string { return "" }), telemetry.WithSpanProcessor(rec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = shutdown(context.Background()) }()
+	_, span := p.TracerProvider.Tracer("test").Start(t.Context(), "enrich")
+	span.End()
+	// The recorder sees the span as it ends, without a flush.
+	if ended := rec.Ended(); len(ended) != 1 || ended[0].Name() != "enrich" {
+		t.Fatalf("ended = %v, want one span named enrich", ended)
+	}
+}
+
 func TestSetupRequiresNameAndLogger(t *testing.T) {
 	if _, _, err := telemetry.Setup(t.Context(), "", discard()); err == nil {
 		t.Error("Setup with empty service name succeeded")
