@@ -3,7 +3,7 @@
 # Kafka broker is fetched by scripts/kafka-up.sh), redis-server, rspamd (spam integration test), PostgreSQL (the Postgres CRM sink),
 # swaks and kcat (interop clients),
 # postfix for its smtp-source load client (make bench), and the Python libraries the lake-topic
-# interop test uses (confluent-kafka, fastavro), and Node.js with the peer MIME parsers
+# interop test and the analysts' DuckDB check use (confluent-kafka, fastavro, duckdb), and Node.js with the peer MIME parsers
 # (mailparser, postal-mime; scripts/node) that the parser cross-check and benchmark run.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -33,10 +33,10 @@ if [ -x /usr/sbin/postfix ] && /usr/sbin/postfix status >/dev/null 2>&1; then
   echo "stopping the postfix daemon the package started (only smtp-source is used)" >&2
   $sudo /usr/sbin/postfix stop >/dev/null 2>&1 || true
 fi
-if ! python3 -c 'import confluent_kafka, fastavro' 2>/dev/null; then
-  echo "installing confluent-kafka fastavro (pip)" >&2
-  python3 -m pip install -q --disable-pip-version-check confluent-kafka fastavro >&2 ||
-    python3 -m pip install -q --break-system-packages confluent-kafka fastavro >&2
+if ! python3 -c 'import confluent_kafka, fastavro, duckdb' 2>/dev/null; then
+  echo "installing confluent-kafka fastavro duckdb (pip)" >&2
+  python3 -m pip install -q --disable-pip-version-check confluent-kafka fastavro duckdb >&2 ||
+    python3 -m pip install -q --break-system-packages confluent-kafka fastavro duckdb >&2
 fi
 # The peer parsers, pinned by scripts/node/package-lock.json; reinstalled when the lock changes.
 if ! cmp -s "$here/node/package-lock.json" "$here/node/node_modules/.package-lock.json.installed" 2>/dev/null; then
