@@ -300,6 +300,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 		delivered[id] = addr
 	}
 	checkLakeWithPython(t, brokers, delivered, len(msgs)+2)
+	checkLakeAnalysis(t, bins["mailpipe"], brokers, sendStart, len(msgs)+2, []string{"webhook"}, payloadKinds(payloads))
 }
 
 // checkByHand compares a few deliveries with values read off the corpus files by a person.
