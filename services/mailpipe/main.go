@@ -27,6 +27,7 @@ commands:
   topics apply   create missing topics and set their configs
   routes         add, list, show, rm or import address routes (mail.routes.v1)
   lake export    write mail.lake.v1 rows received since a time to Parquet files
+  dlq            list, show and replay dead letters; history of replays (mail.dlq.v1)
 
 Run 'mailpipe <command> -h' for a command's flags.`
 
@@ -56,6 +57,8 @@ func run(ctx context.Context, env app.Env) error {
 		return runRoutes(ctx, env)
 	case "lake":
 		return runLake(ctx, env)
+	case "dlq":
+		return runDLQ(ctx, env)
 	case "help", "-h", "--help":
 		fmt.Fprintln(env.Stdout, usage)
 		return nil
