@@ -196,7 +196,7 @@ func newLakeFixture(t *testing.T) lakeFixture {
 		&kgo.Record{Topic: topic, Partition: 1, Key: []byte("m-garbage"), Value: []byte("not avro at all"), Timestamp: now},
 		rec(1, now, late))
 	produce(true, true, rec(0, now, a1), rec(0, now, a2), rec(1, now, b1h), rec(1, now, b1w))
-	// Left open at the end of partition 0: the export must stop at the abort marker.
+	// Aborted at the end of partition 0: the export must leave the row out and stop at the marker.
 	produce(true, false, rec(0, now, aborted))
 	return lakeFixture{topic: topic, since: since, want: []events.LakeRow{a1, a2, b1h, b1w}, brokers: brokers}
 }
