@@ -111,7 +111,7 @@ func ReadAudits(ctx context.Context, newClient NewClient, topic string, idle tim
 		return nil, err
 	}
 	var out []Audit
-	err = scan(ctx, newClient, topic, spans, idle, func(r *kgo.Record) error {
+	_, err = scan(ctx, newClient, topic, spans, idle, func(r *kgo.Record) error {
 		var a Audit
 		if err := json.Unmarshal(r.Value, &a); err != nil {
 			return fmt.Errorf("decoding audit record %s[%d]@%d: %w", topic, r.Partition, r.Offset, err)

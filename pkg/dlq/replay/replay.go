@@ -193,11 +193,13 @@ func Run(ctx context.Context, newClient NewClient, o Options) (Audit, error) {
 		r.done[s.Partition] = s.From
 		r.byPart[s.Partition] = &Counts{}
 	}
-	scanErr := scan(ctx, newClient, o.Topic, spans, o.Idle, func(rec *kgo.Record) error { return r.handle(ctx, rec) })
+	ended, scanErr := scan(ctx, newClient, o.Topic, spans, o.Idle, func(rec *kgo.Record) error { return r.handle(ctx, rec) })
 	if scanErr == nil {
-		// Everything below the listed ends was read: offsets left over are transaction markers.
+		// Offsets left below the listed ends of these partitions are transaction markers.
 		for _, s := range spans {
-			r.done[s.Partition] = s.To
+			if ended[s.Partition] {
+				r.done[s.Partition] = s.To
+			}
 		}
 	}
 	// Cancellation only stops new work: what was sent is waited for, checkpointed and audited,

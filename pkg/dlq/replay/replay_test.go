@@ -533,3 +533,36 @@ func TestValueFields(t *testing.T) {
 		})
 	}
 }
+
+// The stages write dead letters in transactions, so partitions end in commit markers that a
+// read_committed scan never sees; an aborted transaction's dead letters must not be replayed.
+func TestReplayTransactionalDeadLetters(t *testing.T) {
+	f := newFixture(t)
+	specs := manyLetters(10)
+	cl := kafkatest.Client(t, f.brokers, kgo.TransactionalID("test-stage"))
+	write := func(commit kgo.TransactionEndTry, from, to int) {
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for i := from; i < to; i++ {
+			if err := cl.ProduceSync(t.Context(), f.deadLetter(t, i, specs[i])).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := cl.EndTransaction(t.Context(), commit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(kgo.TryCommit, 0, 6)
+	write(kgo.TryAbort, 6, 10)
+	o := Options{Name: "tx", Idle: 300 * time.Millisecond}
+	a, err := Run(t.Context(), f.newCl, o)
+	if err != nil || a.Replayed != 6 {
+		t.Fatalf("replayed %d, err %v; want the 6 committed", a.Replayed, err)
+	}
+	f.assertExactlyOnceInOrder(t, f.replayed(t, 6), specs[:6])
+	again, err := Run(t.Context(), f.newCl, o)
+	if err != nil || again.Replayed != 0 {
+		t.Fatalf("second run replayed %d, err %v; want 0", again.Replayed, err)
+	}
+}

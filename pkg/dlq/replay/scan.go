@@ -76,32 +76,38 @@ var errStop = errors.New("stop scan")
 // scan reads spans of topic read_committed and calls fn for each record, in offset order within
 // a partition (partitions interleave). It returns when every span is read, when fn returns an
 // error (errStop ends it cleanly), or when ctx is done (ctx.Err()). See [DefaultIdle] for how
-// spans that end in transaction markers finish.
-func scan(ctx context.Context, newClient NewClient, topic string, spans []Span, idle time.Duration, fn func(*kgo.Record) error) error {
+// spans that end in transaction markers finish: the partitions in the returned set were seen
+// up to their end; the others ended in idleness, which could also be a stalled broker, so a
+// replay must not checkpoint past their last record.
+func scan(ctx context.Context, newClient NewClient, topic string, spans []Span, idle time.Duration, fn func(*kgo.Record) error) (map[int32]bool, error) {
 	if idle <= 0 {
 		idle = DefaultIdle
 	}
 	remaining := map[int32]int64{}
+	ended := map[int32]bool{}
 	start := map[int32]kgo.Offset{}
 	for _, s := range spans {
 		if s.From < s.To {
 			remaining[s.Partition] = s.To
 			start[s.Partition] = kgo.NewOffset().At(s.From)
+		} else {
+			ended[s.Partition] = true
 		}
 	}
 	if len(remaining) == 0 {
-		return nil
+		return ended, nil
 	}
 	cl, err := newClient(
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: start}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 	)
 	if err != nil {
-		return fmt.Errorf("creating consumer for %s: %w", topic, err)
+		return nil, fmt.Errorf("creating consumer for %s: %w", topic, err)
 	}
 	defer cl.Close()
 	done := func(p int32) {
 		delete(remaining, p)
+		ended[p] = true
 		cl.PauseFetchPartitions(map[string][]int32{topic: {p}})
 	}
 	lastRecord := time.Now()
@@ -110,7 +116,7 @@ func scan(ctx context.Context, newClient NewClient, topic string, spans []Span, 
 		fetches := cl.PollFetches(pollCtx)
 		cancel()
 		if err := ctx.Err(); err != nil {
-			return err
+			return ended, err
 		}
 		var fetchErr error
 		fetches.EachError(func(t string, p int32, err error) {
@@ -119,7 +125,7 @@ func scan(ctx context.Context, newClient NewClient, topic string, spans []Span, 
 			}
 		})
 		if fetchErr != nil {
-			return fetchErr
+			return ended, fetchErr
 		}
 		seen := false
 		var fnErr error
@@ -146,16 +152,16 @@ func scan(ctx context.Context, newClient NewClient, topic string, spans []Span, 
 			}
 		})
 		if errors.Is(fnErr, errStop) {
-			return nil
+			return ended, nil
 		}
 		if fnErr != nil {
-			return fnErr
+			return ended, fnErr
 		}
 		if seen {
 			lastRecord = time.Now()
 		} else if time.Since(lastRecord) >= idle {
-			return nil // only transaction markers or aborted records are left below the ends
+			return ended, nil // likely only transaction markers or aborted records are left
 		}
 	}
-	return nil
+	return ended, nil
 }

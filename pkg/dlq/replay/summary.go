@@ -79,7 +79,7 @@ func Summarize(ctx context.Context, newClient NewClient, o SummaryOptions) (Summ
 		s.Ends[sp.Partition] = sp.To
 	}
 	now := opts.Now()
-	err = scan(ctx, newClient, opts.Topic, spans, o.Idle, func(r *kgo.Record) error {
+	_, err = scan(ctx, newClient, opts.Topic, spans, o.Idle, func(r *kgo.Record) error {
 		s.add(ctx, r, o.Decoder, now)
 		return nil
 	})
@@ -196,7 +196,7 @@ func Show(ctx context.Context, newClient NewClient, topic string, partition int3
 		return Letter{}, err
 	}
 	var found *kgo.Record
-	err = scan(ctx, newClient, topic, sel, idle, func(r *kgo.Record) error {
+	_, err = scan(ctx, newClient, topic, sel, idle, func(r *kgo.Record) error {
 		found = r
 		return errStop
 	})
