@@ -406,10 +406,13 @@ func (s *Stage) handlePartition(ctx context.Context, recs []*kgo.Record) ([]*kgo
 }
 
 // handleRecord continues the record's trace (from its headers) in a consumer span around the
-// chain, and propagates the trace context to outputs that carry none.
+// chain, and propagates the span's context to the outputs: to those that carry none, and to
+// those that carry the input's (handlers forward the input's headers), so that the next stage's
+// span is a child of this one. A context a handler set itself is kept.
 func (s *Stage) handleRecord(ctx context.Context, rec *kgo.Record) ([]*kgo.Record, error) {
 	prop := s.opts.propagator
 	ctx = prop.Extract(ctx, kafka.HeaderCarrier{Record: rec})
+	parent := trace.SpanContextFromContext(ctx)
 	ctx, span := s.tracer.Start(ctx, s.cfg.Name+" process",
 		trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(
@@ -430,6 +433,11 @@ func (s *Stage) handleRecord(ctx context.Context, rec *kgo.Record) ([]*kgo.Recor
 	for _, o := range out {
 		c := kafka.HeaderCarrier{Record: o}
 		if !slices.ContainsFunc(prop.Fields(), func(f string) bool { return c.Get(f) != "" }) {
+			prop.Inject(ctx, c)
+			continue
+		}
+		if sc := trace.SpanContextFromContext(prop.Extract(ctx, c)); parent.IsValid() &&
+			sc.TraceID() == parent.TraceID() && sc.SpanID() == parent.SpanID() {
 			prop.Inject(ctx, c)
 		}
 	}
