@@ -41,7 +41,7 @@ func Ingress(ctx context.Context, cfg IngressConfig, d *Deps) ([]app.Actor, erro
 	if err != nil {
 		return nil, fmt.Errorf("building the producer: %w", err)
 	}
-	opts := ingest.Options{Producer: prod, Codec: d.Codec, Logger: d.Log}
+	opts := ingest.Options{Producer: prod, Codec: d.Codec, Logger: d.Log, TracerProvider: d.Tracers, Propagator: d.Propagator}
 	var routes *kafkaroute.Follower
 	cleanup := func() {
 		prod.Close()

@@ -16,6 +16,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/mailpipe/mailpipe/pkg/admin"
 	"github.com/mailpipe/mailpipe/pkg/app"
@@ -23,6 +25,7 @@ import (
 	"github.com/mailpipe/mailpipe/pkg/kafka"
 	"github.com/mailpipe/mailpipe/pkg/redisconn"
 	"github.com/mailpipe/mailpipe/pkg/serde"
+	"github.com/mailpipe/mailpipe/pkg/telemetry"
 )
 
 // Common is the configuration every service reads (MAILPIPE_ prefix).
@@ -43,6 +46,8 @@ type Common struct {
 
 // Deps are the shared components built from Common. Build them with Open; Close releases them.
 type Deps struct {
+	// Log is the service logger, wrapped with telemetry.LogHandler so that lines logged with a
+	// traced context carry trace_id and span_id.
 	Log   *slog.Logger
 	Codec *serde.Codec
 	Admin *admin.Server
@@ -50,14 +55,65 @@ type Deps struct {
 	Redis redis.UniversalClient
 	// Blobs is nil when no BlobURL is configured.
 	Blobs blob.Store
+	// Tracers records the spans of the service (telemetry.Setup: exported over OTLP when the
+	// OTEL_EXPORTER_OTLP_* variables say so); Propagator carries their context in Kafka headers.
+	Tracers    trace.TracerProvider
+	Propagator propagation.TextMapPropagator
 
-	kafka *kgo.Client // readiness pings
+	kafka             *kgo.Client // readiness pings
+	telemetryShutdown func(context.Context) error
+}
+
+// OpenOption configures Open.
+type OpenOption interface{ apply(*openOptions) }
+
+type openOptionFunc func(*openOptions)
+
+func (f openOptionFunc) apply(o *openOptions) { f(o) }
+
+type openOptions struct {
+	service   string
+	telemetry []telemetry.Option
+}
+
+// DefaultServiceName is the service.name of a process that gives none (`mailpipe dev`).
+const DefaultServiceName = "mailpipe"
+
+// WithServiceName sets the service.name of the process's spans and metrics (OTEL_SERVICE_NAME
+// still overrides it). Default: DefaultServiceName.
+func WithServiceName(name string) OpenOption {
+	return openOptionFunc(func(o *openOptions) {
+		if name != "" {
+			o.service = name
+		}
+	})
+}
+
+// WithTelemetry passes options to telemetry.Setup: the environment to read (Service passes the
+// process's), or an exporter or span recorder in tests.
+func WithTelemetry(opts ...telemetry.Option) OpenOption {
+	return openOptionFunc(func(o *openOptions) { o.telemetry = append(o.telemetry, opts...) })
 }
 
 // Open builds the shared components and registers the readiness checks of what they reach.
-func Open(ctx context.Context, c Common, log *slog.Logger) (*Deps, error) {
-	d := &Deps{Log: log}
-	var err error
+// Tracing is set up first (telemetry.Setup), so every component built here can be handed the
+// providers; its shutdown is the last actor to stop (see Actors).
+func Open(ctx context.Context, c Common, log *slog.Logger, opts ...OpenOption) (_ *Deps, err error) {
+	o := openOptions{service: DefaultServiceName}
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	providers, shutdown, err := telemetry.Setup(ctx, o.service, log, o.telemetry...)
+	if err != nil {
+		return nil, fmt.Errorf("setting up tracing: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = shutdown(ctx)
+		}
+	}()
+	log = slog.New(telemetry.LogHandler(log.Handler()))
+	d := &Deps{Log: log, Tracers: providers.TracerProvider, Propagator: providers.Propagator, telemetryShutdown: shutdown}
 	getenv := func(string) string { return "" }
 	if c.SchemaRegistryURL != "" {
 		url := c.SchemaRegistryURL
@@ -71,7 +127,7 @@ func Open(ctx context.Context, c Common, log *slog.Logger) (*Deps, error) {
 	if d.Codec, err = serde.NewFromEnv(ctx, getenv); err != nil {
 		return nil, fmt.Errorf("building the codec: %w", err)
 	}
-	if d.Admin, err = admin.New(ctx, c.AdminAddr, log); err != nil {
+	if d.Admin, err = admin.New(ctx, c.AdminAddr, log, admin.WithResource(providers.Resource)); err != nil {
 		return nil, fmt.Errorf("building the admin server: %w", err)
 	}
 	kcl, err := kafka.NewClient(c.Kafka, log)
@@ -81,7 +137,9 @@ func Open(ctx context.Context, c Common, log *slog.Logger) (*Deps, error) {
 	d.kafka = kcl
 	d.Admin.Register("kafka", kcl.Ping)
 	if c.Redis.URL != "" || len(c.Redis.Addrs) > 0 {
-		if d.Redis, err = redisconn.New(c.Redis); err != nil {
+		// Commands are traced inside a message's trace only: readiness pings and other
+		// background commands would otherwise each start a trace of their own.
+		if d.Redis, err = redisconn.New(c.Redis, redisconn.WithTracerProvider(childSpansOnly(d.Tracers))); err != nil {
 			return nil, fmt.Errorf("building the redis client: %w", err)
 		}
 		d.Admin.Register("redis", redisconn.Ping(d.Redis))
@@ -114,8 +172,10 @@ func httpActor(ctx context.Context, name, addr string, h http.Handler, log *slog
 }
 
 // Actors returns the actors that hold the shared components: the admin server and the
-// clients, released after every service actor stopped.
+// clients, released after every service actor stopped, and the tracer provider, flushed and
+// shut down last of all.
 func (d *Deps) Actors() []app.Actor {
+	tracing := app.Hold("telemetry", d.telemetryShutdown)
 	release := app.Hold("clients", func(context.Context) error {
 		d.kafka.Close()
 		var errs []error
@@ -127,5 +187,5 @@ func (d *Deps) Actors() []app.Actor {
 		}
 		return errors.Join(errs...)
 	})
-	return []app.Actor{release, d.Admin.Actor()}
+	return []app.Actor{tracing, release, d.Admin.Actor()}
 }

@@ -418,7 +418,7 @@ func CRMSink(ctx context.Context, cfg SinkConfig, d *Deps, onWrite func(localsto
 	} else {
 		store = dedupe.NewMemory()
 	}
-	opts := cfg.Sink.Options(rates)
+	opts := append(cfg.Sink.Options(rates), sink.WithTracerProvider(d.Tracers), sink.WithMeterProvider(d.Admin.MeterProvider()))
 	if topic := cfg.Stage.DLQTopic; topic != "" {
 		opts = append(opts, sink.WithDLQTopic(topic))
 	}
@@ -459,7 +459,8 @@ func runStage(cfg StageConfig, d *Deps, name, input string, h stage.Handler) ([]
 	sc := cfg.Stage
 	sc.Name = name
 	sc.InputTopics = []string{input}
-	st, err := stage.New(sc, cfg.Kafka, h, d.Log, stage.WithMeterProvider(d.Admin.MeterProvider()))
+	st, err := stage.New(sc, cfg.Kafka, h, d.Log, stage.WithMeterProvider(d.Admin.MeterProvider()),
+		stage.WithTracerProvider(d.Tracers), stage.WithPropagator(d.Propagator))
 	if err != nil {
 		return nil, app.ConfigError(fmt.Errorf("%s stage: %w", name, err))
 	}

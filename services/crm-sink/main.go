@@ -13,7 +13,7 @@ import (
 )
 
 func main() {
-	os.Exit(app.Main(pipeline.Service(func(ctx context.Context, cfg pipeline.SinkConfig, d *pipeline.Deps) ([]app.Actor, error) {
+	os.Exit(app.Main(pipeline.Service("crm-sink", func(ctx context.Context, cfg pipeline.SinkConfig, d *pipeline.Deps) ([]app.Actor, error) {
 		return pipeline.CRMSink(ctx, cfg, d, nil)
 	})))
 }

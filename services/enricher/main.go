@@ -10,4 +10,4 @@ import (
 	"github.com/mailpipe/mailpipe/pkg/pipeline"
 )
 
-func main() { os.Exit(app.Main(pipeline.Service(pipeline.Enricher))) }
+func main() { os.Exit(app.Main(pipeline.Service("enricher", pipeline.Enricher))) }

@@ -10,4 +10,4 @@ import (
 	"github.com/mailpipe/mailpipe/pkg/pipeline"
 )
 
-func main() { os.Exit(app.Main(pipeline.Service(pipeline.Ingress))) }
+func main() { os.Exit(app.Main(pipeline.Service("ingress", pipeline.Ingress))) }
