@@ -96,8 +96,8 @@ func WriteAudit(ctx context.Context, cl *kgo.Client, topic string, a Audit) erro
 }
 
 // ReadAudits returns the audit records on topic, oldest start first. A missing topic means no
-// replay happened yet: no records and no error.
-func ReadAudits(ctx context.Context, newClient NewClient, topic string, idle time.Duration) ([]Audit, error) {
+// replay happened yet: no records and no error. stall is the scan's safety net (0: DefaultStall).
+func ReadAudits(ctx context.Context, newClient NewClient, topic string, stall time.Duration) ([]Audit, error) {
 	cl, err := newClient()
 	if err != nil {
 		return nil, fmt.Errorf("creating kafka client: %w", err)
@@ -111,7 +111,7 @@ func ReadAudits(ctx context.Context, newClient NewClient, topic string, idle tim
 		return nil, err
 	}
 	var out []Audit
-	_, err = scan(ctx, newClient, topic, spans, idle, func(r *kgo.Record) error {
+	err = scan(ctx, newClient, topic, spans, stall, func(r *kgo.Record) error {
 		var a Audit
 		if err := json.Unmarshal(r.Value, &a); err != nil {
 			return fmt.Errorf("decoding audit record %s[%d]@%d: %w", topic, r.Partition, r.Offset, err)

@@ -122,8 +122,10 @@ type Options struct {
 	// CheckpointEvery bounds how long acknowledged records wait for their checkpoint (default
 	// 1s): what a crash can make a resumed replay send twice.
 	CheckpointEvery time.Duration
-	Idle            time.Duration // see DefaultIdle
-	Now             func() time.Time
+	// Stall is the scan's safety net (default DefaultStall): how long it may read nothing
+	// before it stops with ErrStalled.
+	Stall time.Duration
+	Now   func() time.Time
 }
 
 func (o *Options) defaults() {
@@ -193,13 +195,12 @@ func Run(ctx context.Context, newClient NewClient, o Options) (Audit, error) {
 		r.done[s.Partition] = s.From
 		r.byPart[s.Partition] = &Counts{}
 	}
-	ended, scanErr := scan(ctx, newClient, o.Topic, spans, o.Idle, func(rec *kgo.Record) error { return r.handle(ctx, rec) })
+	scanErr := scan(ctx, newClient, o.Topic, spans, o.Stall, func(rec *kgo.Record) error { return r.handle(ctx, rec) })
 	if scanErr == nil {
-		// Offsets left below the listed ends of these partitions are transaction markers.
+		// Every span was read to its end: offsets left below it are transaction markers or
+		// aborted records.
 		for _, s := range spans {
-			if ended[s.Partition] {
-				r.done[s.Partition] = s.To
-			}
+			r.done[s.Partition] = s.To
 		}
 	}
 	// Cancellation only stops new work: what was sent is waited for, checkpointed and audited,

@@ -555,7 +555,8 @@ func TestReplayTransactionalDeadLetters(t *testing.T) {
 	}
 	write(kgo.TryCommit, 0, 6)
 	write(kgo.TryAbort, 6, 10)
-	o := Options{Name: "tx", Idle: 300 * time.Millisecond}
+	// No stall timeout can end these scans early: they must stop at the end offsets.
+	o := Options{Name: "tx", Stall: time.Hour}
 	a, err := Run(t.Context(), f.newCl, o)
 	if err != nil || a.Replayed != 6 {
 		t.Fatalf("replayed %d, err %v; want the 6 committed", a.Replayed, err)
@@ -565,4 +566,133 @@ func TestReplayTransactionalDeadLetters(t *testing.T) {
 	if err != nil || again.Replayed != 0 {
 		t.Fatalf("second run replayed %d, err %v; want 0", again.Replayed, err)
 	}
+}
+
+// txWriter writes dead letters to DLQ partition 0 in transactions of one transactional id.
+type txWriter struct {
+	t  *testing.T
+	f  *fixture
+	cl *kgo.Client
+}
+
+func (f *fixture) txWriter(t *testing.T, id string) *txWriter {
+	t.Helper()
+	return &txWriter{t: t, f: f, cl: kafkatest.Client(t, f.brokers, kgo.TransactionalID(id), kgo.RecordPartitioner(kgo.ManualPartitioner()))}
+}
+
+func (w *txWriter) begin() {
+	w.t.Helper()
+	if err := w.cl.BeginTransaction(); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func (w *txWriter) write(specs []letterSpec, from, to int) {
+	w.t.Helper()
+	for i := from; i < to; i++ {
+		r := w.f.deadLetter(w.t, i, specs[i])
+		r.Partition = 0
+		if err := w.cl.ProduceSync(w.t.Context(), r).FirstErr(); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+}
+
+func (w *txWriter) end(commit kgo.TransactionEndTry) {
+	w.t.Helper()
+	if err := w.cl.EndTransaction(w.t.Context(), commit); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// Scans stop at the listed end offsets, read through commit and abort markers: no idle wait
+// decides that a partition is finished. With a stall timeout of an hour, a scan that could not
+// tell where the partition ends would hang until the test's deadline.
+func TestScansEndAtTransactionMarkers(t *testing.T) {
+	f := newFixture(t)
+	specs := manyLetters(12)
+	w := f.txWriter(t, "test-stage")
+	tx := func(commit kgo.TransactionEndTry, from, to int) {
+		w.begin()
+		w.write(specs, from, to)
+		w.end(commit)
+	}
+	// Partition 0: committed 0-3 (offsets 0-3, marker 4), aborted 4-5 (5-6, marker 7),
+	// committed 6-8 (8-10, marker 11), aborted 9-11 (12-14, marker 15): it ends in an abort
+	// marker. Partition 1 stays empty.
+	tx(kgo.TryCommit, 0, 4)
+	tx(kgo.TryAbort, 4, 6)
+	tx(kgo.TryCommit, 6, 9)
+	tx(kgo.TryAbort, 9, 12)
+	committed := append(append([]letterSpec{}, specs[:4]...), specs[6:9]...)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	began := time.Now()
+	s, err := Summarize(ctx, f.newCl, SummaryOptions{Stall: time.Hour})
+	if err != nil {
+		t.Fatalf("Summarize: %v", err)
+	}
+	if s.Total != len(committed) || s.NotReplayed != len(committed) || s.Ends[0] != 16 {
+		t.Fatalf("summary total %d, not replayed %d, ends %v; want %d, %d and partition 0 ending at 16",
+			s.Total, s.NotReplayed, s.Ends, len(committed), len(committed))
+	}
+	if l, err := Show(ctx, f.newCl, dlqTopic, 0, 10, f.codec, time.Hour); err != nil || l.Offset != 10 {
+		t.Fatalf("Show of the last committed dead letter: %+v, %v", l, err)
+	}
+	for _, off := range []int64{4, 5, 13, 15} { // markers and aborted records
+		if _, err := Show(ctx, f.newCl, dlqTopic, 0, off, f.codec, time.Hour); !errors.Is(err, ErrNoRecord) {
+			t.Errorf("Show at offset %d: %v, want ErrNoRecord", off, err)
+		}
+	}
+	a, err := Run(ctx, f.newCl, Options{Name: "markers", Stall: time.Hour})
+	if err != nil || a.Replayed != len(committed) {
+		t.Fatalf("replayed %d, err %v; want the %d committed", a.Replayed, err, len(committed))
+	}
+	if got := a.Partitions; len(got) == 0 || got[0].To != 16 {
+		t.Errorf("audit partitions %+v, want partition 0 read to 16", got)
+	}
+	audits, err := ReadAudits(ctx, f.newCl, kafka.TopicDLQAudit, time.Hour)
+	if err != nil || len(audits) != 1 {
+		t.Fatalf("audits %v, err %v; want the one replay", audits, err)
+	}
+	t.Logf("summary, 5 shows, a replay and the history in %s", time.Since(began).Round(time.Millisecond))
+	f.assertExactlyOnceInOrder(t, f.replayed(t, len(committed)), committed)
+}
+
+// The one tail a scan cannot see through: aborted dead letters right below the listed end, whose
+// abort marker was written after another producer's transaction began, so it lies past the last
+// stable offset. The scan waits for that transaction, and gives up with ErrStalled after the
+// stall timeout without checkpointing past what it read.
+func TestScanStallsBehindOpenTransaction(t *testing.T) {
+	f := newFixture(t)
+	specs := manyLetters(4)
+	a, b := f.txWriter(t, "stage-a"), f.txWriter(t, "stage-b")
+	a.begin()
+	a.write(specs, 0, 2) // offsets 0-1
+	b.begin()
+	b.write(specs, 2, 3) // offset 2: the last stable offset while b is open
+	a.end(kgo.TryAbort)  // marker at 3
+
+	_, err := Summarize(t.Context(), f.newCl, SummaryOptions{Stall: 300 * time.Millisecond})
+	if !errors.Is(err, ErrStalled) {
+		t.Fatalf("Summarize behind an open transaction: %v, want ErrStalled", err)
+	}
+	t.Logf("stall error: %v", err)
+	audit, err := Run(t.Context(), f.newCl, Options{Name: "stall", Stall: 300 * time.Millisecond})
+	if !errors.Is(err, ErrStalled) || audit.Error == "" || audit.Replayed != 0 {
+		t.Fatalf("Run behind an open transaction: audit %+v, err %v; want ErrStalled in the audit", audit, err)
+	}
+
+	b.end(kgo.TryCommit) // b's dead letter at 2, its marker at 4
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	audit, err = Run(ctx, f.newCl, Options{Name: "stall", Stall: time.Hour})
+	if err != nil || audit.Replayed != 1 {
+		t.Fatalf("Run after the transaction ended: replayed %d, err %v; want b's one dead letter", audit.Replayed, err)
+	}
+	if got := audit.Partitions; len(got) == 0 || got[0].From != 0 || got[0].To != 5 {
+		t.Errorf("audit partitions %+v, want partition 0 from 0 (the stalled run checkpointed nothing) to 5", got)
+	}
+	f.assertExactlyOnceInOrder(t, f.replayed(t, 1), specs[2:3])
 }

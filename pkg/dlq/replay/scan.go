@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -21,11 +23,17 @@ type NewClient func(opts ...kgo.Opt) (*kgo.Client, error)
 // ErrNoTopic is returned when the topic to read does not exist.
 var ErrNoTopic = errors.New("topic does not exist")
 
-// DefaultIdle is how long a scan waits for more records before it takes a partition whose
-// remaining offsets it has not seen as finished. Dead letters are written in transactions, so
-// the last offsets below the end are often commit markers that a read_committed consumer never
-// sees, and franz-go does not expose how far it has read past them.
-const DefaultIdle = 2 * time.Second
+// DefaultStall is how long a scan may go without reading a record or transaction marker of a
+// partition it has not read to its end before it gives up with [ErrStalled]. It is a safety net
+// against a stalled broker, not how a scan ends: a scan ends when it reached the end offsets
+// listed at its start. It is longer than the default transaction timeout because the one tail
+// a scan cannot see through (aborted records whose abort marker sits past the listed end, behind
+// another producer's open transaction) becomes readable when that transaction ends.
+const DefaultStall = 2 * time.Minute
+
+// ErrStalled is returned when a scan read nothing for the stall timeout before reaching the
+// end offsets.
+var ErrStalled = errors.New("scan stalled")
 
 // Span is the offsets [From, To) of one partition.
 type Span struct {
@@ -74,49 +82,55 @@ func listSpans(ctx context.Context, adm *kadm.Client, topic string) ([]Span, err
 var errStop = errors.New("stop scan")
 
 // scan reads spans of topic read_committed and calls fn for each record, in offset order within
-// a partition (partitions interleave). It returns when every span is read, when fn returns an
-// error (errStop ends it cleanly), or when ctx is done (ctx.Err()). See [DefaultIdle] for how
-// spans that end in transaction markers finish: the partitions in the returned set were seen
-// up to their end; the others ended in idleness, which could also be a stalled broker, so a
-// replay must not checkpoint past their last record.
-func scan(ctx context.Context, newClient NewClient, topic string, spans []Span, idle time.Duration, fn func(*kgo.Record) error) (map[int32]bool, error) {
-	if idle <= 0 {
-		idle = DefaultIdle
+// a partition (partitions interleave). It returns nil when every span was read to its end (or fn
+// returned errStop), fn's error, ctx.Err(), a fetch error, or [ErrStalled] when nothing was read
+// for stall (default [DefaultStall]).
+//
+// Dead letters are written in transactions, so a partition usually ends in a commit or abort
+// marker, a control record a read_committed consumer does not return by default, and franz-go
+// does not say how far it has read. The consumer therefore keeps control records: they are not
+// passed to fn, but their offsets tell the scan it reached the last offset below the end (or went
+// past it). Aborted records are still dropped by the read_committed fetch.
+func scan(ctx context.Context, newClient NewClient, topic string, spans []Span, stall time.Duration, fn func(*kgo.Record) error) error {
+	if stall <= 0 {
+		stall = DefaultStall
 	}
 	remaining := map[int32]int64{}
-	ended := map[int32]bool{}
 	start := map[int32]kgo.Offset{}
 	for _, s := range spans {
 		if s.From < s.To {
 			remaining[s.Partition] = s.To
 			start[s.Partition] = kgo.NewOffset().At(s.From)
-		} else {
-			ended[s.Partition] = true
 		}
 	}
 	if len(remaining) == 0 {
-		return ended, nil
+		return nil
 	}
 	cl, err := newClient(
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: start}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("creating consumer for %s: %w", topic, err)
+		return fmt.Errorf("creating consumer for %s: %w", topic, err)
 	}
 	defer cl.Close()
+	reached := map[int32]int64{} // next offset per partition, for the stall error
 	done := func(p int32) {
 		delete(remaining, p)
-		ended[p] = true
 		cl.PauseFetchPartitions(map[string][]int32{topic: {p}})
 	}
-	lastRecord := time.Now()
+	lastRead := time.Now()
 	for len(remaining) > 0 {
-		pollCtx, cancel := context.WithTimeout(ctx, idle)
+		wait := stall - time.Since(lastRead)
+		if wait <= 0 {
+			return stalled(topic, stall, remaining, reached, start)
+		}
+		pollCtx, cancel := context.WithTimeout(ctx, wait)
 		fetches := cl.PollFetches(pollCtx)
 		cancel()
 		if err := ctx.Err(); err != nil {
-			return ended, err
+			return err
 		}
 		var fetchErr error
 		fetches.EachError(func(t string, p int32, err error) {
@@ -125,9 +139,8 @@ func scan(ctx context.Context, newClient NewClient, topic string, spans []Span, 
 			}
 		})
 		if fetchErr != nil {
-			return ended, fetchErr
+			return fetchErr
 		}
-		seen := false
 		var fnErr error
 		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
 			for _, r := range fp.Records {
@@ -136,15 +149,18 @@ func scan(ctx context.Context, newClient NewClient, topic string, spans []Span, 
 				}
 				to, ok := remaining[r.Partition]
 				if !ok {
-					continue
+					continue // finished, or records fetched after the pause
 				}
+				lastRead = time.Now()
+				reached[r.Partition] = r.Offset + 1
 				if r.Offset >= to {
-					done(r.Partition)
+					done(r.Partition) // what lay between was aborted: nothing left to see
 					continue
 				}
-				seen = true
-				if fnErr = fn(r); fnErr != nil {
-					return
+				if !r.Attrs.IsControl() {
+					if fnErr = fn(r); fnErr != nil {
+						return
+					}
 				}
 				if r.Offset >= to-1 {
 					done(r.Partition)
@@ -152,16 +168,28 @@ func scan(ctx context.Context, newClient NewClient, topic string, spans []Span, 
 			}
 		})
 		if errors.Is(fnErr, errStop) {
-			return ended, nil
+			return nil
 		}
 		if fnErr != nil {
-			return ended, fnErr
-		}
-		if seen {
-			lastRecord = time.Now()
-		} else if time.Since(lastRecord) >= idle {
-			return ended, nil // likely only transaction markers or aborted records are left
+			return fnErr
 		}
 	}
-	return ended, nil
+	return nil
+}
+
+func stalled(topic string, stall time.Duration, remaining, reached map[int32]int64, start map[int32]kgo.Offset) error {
+	parts := slices.Sorted(maps.Keys(remaining))
+	var b strings.Builder
+	for i, p := range parts {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		at, ok := reached[p]
+		if !ok {
+			at = start[p].EpochOffset().Offset
+		}
+		fmt.Fprintf(&b, "%s[%d] at %d of %d", topic, p, at, remaining[p])
+	}
+	return fmt.Errorf("%w: nothing read for %s before the end offsets listed at the start: %s (a stalled broker, or a transaction left open)",
+		ErrStalled, stall, b.String())
 }

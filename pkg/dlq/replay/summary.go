@@ -47,7 +47,7 @@ type SummaryOptions struct {
 	Topic, AuditTopic string // defaults kafka.TopicDLQ and kafka.TopicDLQAudit
 	MaxReplays        int    // default DefaultMaxReplays
 	Decoder           Decoder
-	Idle              time.Duration
+	Stall             time.Duration // see DefaultStall
 	Now               func() time.Time
 }
 
@@ -57,7 +57,7 @@ type SummaryOptions struct {
 func Summarize(ctx context.Context, newClient NewClient, o SummaryOptions) (Summary, error) {
 	opts := Options{Topic: o.Topic, AuditTopic: o.AuditTopic, MaxReplays: o.MaxReplays, Now: o.Now}
 	opts.defaults()
-	audits, err := ReadAudits(ctx, newClient, opts.AuditTopic, o.Idle)
+	audits, err := ReadAudits(ctx, newClient, opts.AuditTopic, o.Stall)
 	if err != nil {
 		return Summary{}, err
 	}
@@ -79,7 +79,7 @@ func Summarize(ctx context.Context, newClient NewClient, o SummaryOptions) (Summ
 		s.Ends[sp.Partition] = sp.To
 	}
 	now := opts.Now()
-	_, err = scan(ctx, newClient, opts.Topic, spans, o.Idle, func(r *kgo.Record) error {
+	err = scan(ctx, newClient, opts.Topic, spans, o.Stall, func(r *kgo.Record) error {
 		s.add(ctx, r, o.Decoder, now)
 		return nil
 	})
@@ -179,8 +179,8 @@ type Letter struct {
 var ErrNoRecord = errors.New("no dead letter at that offset")
 
 // Show reads the dead letter at partition and offset of topic and decodes its value with the
-// schema of its original topic.
-func Show(ctx context.Context, newClient NewClient, topic string, partition int32, offset int64, dec Decoder, idle time.Duration) (Letter, error) {
+// schema of its original topic. stall is the scan's safety net (0: DefaultStall).
+func Show(ctx context.Context, newClient NewClient, topic string, partition int32, offset int64, dec Decoder, stall time.Duration) (Letter, error) {
 	cl, err := newClient()
 	if err != nil {
 		return Letter{}, fmt.Errorf("creating kafka client: %w", err)
@@ -196,7 +196,7 @@ func Show(ctx context.Context, newClient NewClient, topic string, partition int3
 		return Letter{}, err
 	}
 	var found *kgo.Record
-	_, err = scan(ctx, newClient, topic, sel, idle, func(r *kgo.Record) error {
+	err = scan(ctx, newClient, topic, sel, stall, func(r *kgo.Record) error {
 		found = r
 		return errStop
 	})
