@@ -19,9 +19,11 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/mailpipe/mailpipe/pkg/app"
 	"github.com/mailpipe/mailpipe/pkg/blob"
+	"github.com/mailpipe/mailpipe/pkg/console"
 	"github.com/mailpipe/mailpipe/pkg/crm/localstore"
 	"github.com/mailpipe/mailpipe/pkg/ingest"
 	"github.com/mailpipe/mailpipe/pkg/ingest/httpd"
@@ -130,10 +132,11 @@ func Run(ctx context.Context, cfg Config, out io.Writer, log *slog.Logger) error
   Kafka     %s   (kcat -b %s -L; mailpipe tail --brokers %s mail.parsed.v1)
   Redis     %s
   admin     http://%s/readyz  /metrics
+  console   http://%s/console/   (overview, message lookup, dead letters)
   CRM store %s
   STARTTLS  %s   (self-signed; swaks --tls --server %s --to support@%s)
 `, cfg.SMTPAddr, cfg.SMTPAddr, cfg.Domains[0], cfg.HTTPAddr, cfg.APIKey, kcfg.Brokers[0], kcfg.Brokers[0],
-		kcfg.Brokers[0], mr.Addr(), cfg.AdminAddr, filepath.Join(dir, "crm.jsonl"), certFile, cfg.SMTPAddr, cfg.Domains[0])
+		kcfg.Brokers[0], mr.Addr(), cfg.AdminAddr, cfg.AdminAddr, filepath.Join(dir, "crm.jsonl"), certFile, cfg.SMTPAddr, cfg.Domains[0])
 	return app.Run(ctx, log, actors...)
 }
 
@@ -143,6 +146,17 @@ func build(ctx context.Context, cfg Config, common pipeline.Common, dir string, 
 		return nil, err
 	}
 	actors := d.Actors()
+	// The ops console on the admin port (docs/console.md).
+	con, err := console.New(console.Config{
+		NewClient: func(opts ...kgo.Opt) (*kgo.Client, error) { return kafka.NewClient(common.Kafka, log, opts...) },
+		Decoder:   d.Codec,
+		Log:       log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	con.Mount(d.Admin)
+	actors = append(actors, con.Actor())
 
 	// Stages are built before ingress so that intake, started last, is stopped first.
 	stageCfg := pipeline.StageConfig{Common: common, Stage: stage.Config{MaxPollRecords: 100}}

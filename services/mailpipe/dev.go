@@ -19,7 +19,7 @@ func runDev(ctx context.Context, env app.Env) error {
 	fs.StringVar(&cfg.RedisAddr, "redis", cfg.RedisAddr, "embedded Redis listen address")
 	fs.StringVar(&cfg.SMTPAddr, "smtp", cfg.SMTPAddr, "SMTP listen address")
 	fs.StringVar(&cfg.HTTPAddr, "http", cfg.HTTPAddr, "HTTP intake listen address")
-	fs.StringVar(&cfg.AdminAddr, "admin", cfg.AdminAddr, "admin listen address (/readyz, /metrics)")
+	fs.StringVar(&cfg.AdminAddr, "admin", cfg.AdminAddr, "admin listen address (/readyz, /metrics, the ops console under /console/)")
 	fs.StringVar(&cfg.APIKey, "api-key", cfg.APIKey, "API key for POST /v1/messages")
 	fs.StringVar(&cfg.WebhookURL, "webhook-url", "", "also deliver to this signed webhook")
 	fs.StringVar(&cfg.WebhookSecret, "webhook-secret", "", "whsec_… secret for --webhook-url")

@@ -1,7 +1,8 @@
 // Command mailpipe is the operator CLI: `dev` runs the whole pipeline in one process on embedded
 // Kafka and Redis; `send` injects a message; `tail` decodes any topic to JSON lines; `parse` and
 // `classify` show what the pipeline makes of a message; `rules` checks and simulates rules
-// files; `topics apply` creates and configures the topics; `routes` manages address routes.
+// files; `topics apply` creates and configures the topics; `routes` manages address routes;
+// `dlq` lists and replays dead letters; `console` serves the ops console.
 package main
 
 import (
@@ -28,6 +29,7 @@ commands:
   routes         add, list, show, rm or import address routes (mail.routes.v1)
   lake export    write mail.lake.v1 rows received since a time to Parquet files
   dlq            list, show and replay dead letters; history of replays (mail.dlq.v1)
+  console        serve the ops console: overview, message lookup, dead-letter browser
 
 Run 'mailpipe <command> -h' for a command's flags.`
 
@@ -59,6 +61,8 @@ func run(ctx context.Context, env app.Env) error {
 		return runLake(ctx, env)
 	case "dlq":
 		return runDLQ(ctx, env)
+	case "console":
+		return runConsole(ctx, env)
 	case "help", "-h", "--help":
 		fmt.Fprintln(env.Stdout, usage)
 		return nil
