@@ -29,6 +29,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 
 	"github.com/mailpipe/mailpipe/pkg/events"
 	"github.com/mailpipe/mailpipe/pkg/failure"
@@ -70,6 +73,16 @@ type options struct {
 	rspamd        SpamChecker
 	rules         RuleSource
 	spamThreshold float64
+	meters        metric.MeterProvider
+}
+
+// MetricKinds counts classified records by kind (attribute kind). A batch the stage aborts and
+// handles again is counted again: it is a rate, not a ledger.
+const MetricKinds = "mailpipe.classify.records"
+
+// WithMeterProvider sets where the classifier's metrics go (default: none).
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return optionFunc(func(o *options) { o.meters = mp })
 }
 
 // WithClock sets the clock classified_at is taken from (default time.Now), for tests.
@@ -93,6 +106,7 @@ type Classifier struct {
 	codec *serde.Codec
 	log   *slog.Logger
 	opts  options
+	kinds metric.Int64Counter
 }
 
 type fixedRules struct{ s *rules.Set }
@@ -115,7 +129,15 @@ func New(codec *serde.Codec, log *slog.Logger, opts ...Option) (*Classifier, err
 		}
 		o.rules = fixedRules{set}
 	}
-	return &Classifier{codec: codec, log: log, opts: o}, nil
+	if o.meters == nil {
+		o.meters = metricnoop.NewMeterProvider()
+	}
+	kinds, err := o.meters.Meter("github.com/mailpipe/mailpipe/pkg/classify").Int64Counter(MetricKinds,
+		metric.WithDescription("Classified records by kind."), metric.WithUnit("{record}"))
+	if err != nil {
+		return nil, fmt.Errorf("creating metrics: %w", err)
+	}
+	return &Classifier{codec: codec, log: log, opts: o, kinds: kinds}, nil
 }
 
 // Handle is the stage.Handler of the classifier service: one mail.classified.v1 record per
@@ -139,6 +161,7 @@ func (c *Classifier) Handle(ctx context.Context, rec *kgo.Record) ([]*kgo.Record
 	if err != nil {
 		return nil, failure.Wrap(failure.Internal, fmt.Errorf("encoding classified record of %s: %w", msg.ID, err))
 	}
+	c.kinds.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", cl.Kind)))
 	c.log.LogAttrs(ctx, slog.LevelDebug, "classified message",
 		slog.String("message_id", msg.ID), slog.String("kind", cl.Kind),
 		slog.Float64("spam_score", cl.SpamScore), slog.Float64("lead_score", cl.LeadScore), slog.String("queue", cl.Queue))

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/mailpipe/mailpipe/pkg/classify"
@@ -313,7 +316,8 @@ func TestHandle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := newClassifier(t)
+	reader := sdkmetric.NewManualReader()
+	c := newClassifier(t, classify.WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
 	in := withPart(parsed("", "mailer-daemon@mx.example.net", "Content-Type", "multipart/report; report-type=delivery-status; boundary=b"),
 		"message/delivery-status", dsn)
 	v, err := codec.Encode(kafka.TopicParsed, in)
@@ -343,6 +347,24 @@ func TestHandle(t *testing.T) {
 	if cl.Kind != classify.KindBounce || cl.Bounce == nil || cl.Bounce.Recipient != "gone@example.org" ||
 		!cl.ClassifiedAt.Equal(classifiedAt) || cl.RulesVersion != defaultVersion(t) {
 		t.Errorf("classification %+v", cl)
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(t.Context(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	var counted bool
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if sum, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == classify.MetricKinds {
+				for _, dp := range sum.DataPoints {
+					kind, _ := dp.Attributes.Value("kind")
+					counted = counted || (kind.AsString() == classify.KindBounce && dp.Value == 1)
+				}
+			}
+		}
+	}
+	if !counted {
+		t.Errorf("%s{kind=bounce} is not 1: %+v", classify.MetricKinds, rm.ScopeMetrics)
 	}
 }
 

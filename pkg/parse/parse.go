@@ -33,6 +33,9 @@ import (
 
 	"github.com/microcosm-cc/bluemonday"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 
 	"github.com/mailpipe/mailpipe/pkg/blob"
 	"github.com/mailpipe/mailpipe/pkg/events"
@@ -87,6 +90,17 @@ type options struct {
 	maxRawSize     int64
 	maxBodySize    int
 	maxHeaderValue int
+	meters         metric.MeterProvider
+}
+
+// MetricRecords counts parsed records by parse status (attribute status: ok, partial or
+// failed); messages without a readable header are dead letters of class parse instead. A batch
+// the stage aborts and handles again is counted again: it is a rate, not a ledger.
+const MetricRecords = "mailpipe.parse.records"
+
+// WithMeterProvider sets where the parser's metrics go (default: none).
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return optionFunc(func(o *options) { o.meters = mp })
 }
 
 func defaultOptions() options {
@@ -147,9 +161,10 @@ type Parser struct {
 	mime   *mime.Parser
 	// policy sanitizes the HTML body; built once, since building it compiles many patterns, and
 	// safe for concurrent use.
-	policy *bluemonday.Policy
-	opts   options
-	log    *slog.Logger
+	policy  *bluemonday.Policy
+	opts    options
+	log     *slog.Logger
+	records metric.Int64Counter
 }
 
 // New returns a parser. codec and log are required. blobs may be nil: attachments are then not
@@ -185,6 +200,14 @@ func New(codec *serde.Codec, blobs BlobStore, log *slog.Logger, opts ...Option) 
 		o.limits = mp.Limits()
 	}
 	p := &Parser{codec: codec, blobs: blobs, mime: mp, policy: bluemonday.UGCPolicy(), opts: o, log: log}
+	if o.meters == nil {
+		o.meters = metricnoop.NewMeterProvider()
+	}
+	if p.records, err = o.meters.Meter("github.com/mailpipe/mailpipe/pkg/parse").Int64Counter(MetricRecords,
+		metric.WithDescription("Parsed records by parse status."), metric.WithUnit("{record}")); err != nil {
+		log.Error("parser: metrics unavailable", slog.Any("error", err))
+		p.records, _ = metricnoop.NewMeterProvider().Meter("").Int64Counter(MetricRecords)
+	}
 	if g, ok := blobs.(BlobGetter); ok && blobs != nil {
 		p.getter = g
 	}
@@ -222,6 +245,7 @@ func (p *Parser) Handle(ctx context.Context, rec *kgo.Record) ([]*kgo.Record, er
 	if err != nil {
 		return nil, failure.Wrap(failure.Internal, fmt.Errorf("encoding parsed record of %s: %w", in.ID, err))
 	}
+	p.records.Add(ctx, 1, metric.WithAttributes(attribute.String("status", out.ParseStatus)))
 	level := slog.LevelDebug
 	if out.ParseStatus != string(mime.StatusOK) {
 		level = slog.LevelInfo

@@ -95,7 +95,7 @@ func Ingress(ctx context.Context, cfg IngressConfig, d *Deps) ([]app.Actor, erro
 		cleanup()
 		return nil, app.ConfigError(fmt.Errorf("ingest: %w", err))
 	}
-	var smtpOpts []smtpd.Option
+	smtpOpts := []smtpd.Option{smtpd.WithMeterProvider(d.Admin.MeterProvider())}
 	if d.Redis != nil {
 		// The SMTP per-client rate limits (off unless configured) share buckets across replicas.
 		smtpOpts = append(smtpOpts, smtpd.WithRateLimiter(redisratelimit.Factory(d.Redis, redisratelimit.WithPrefix("mailpipe:ingress:ratelimit:"))))

@@ -85,7 +85,7 @@ type SinkConfig struct {
 
 // Parser builds the parser service: mail.raw.v1 → mail.parsed.v1.
 func Parser(_ context.Context, cfg ParserConfig, d *Deps) ([]app.Actor, error) {
-	var opts []parse.Option
+	opts := []parse.Option{parse.WithMeterProvider(d.Admin.MeterProvider())}
 	if cfg.Auth {
 		v, err := mailauth.New(mailauth.Config{
 			Resolver: net.DefaultResolver, TrustedAuthServIDs: cfg.TrustedAuthServIDs,
@@ -136,7 +136,7 @@ type ClassifierConfig struct {
 
 // Classifier builds the classifier service: mail.parsed.v1 → mail.classified.v1.
 func Classifier(ctx context.Context, cfg ClassifierConfig, d *Deps) ([]app.Actor, error) {
-	opts := []classify.Option{classify.WithSpamThreshold(cfg.SpamThreshold)}
+	opts := []classify.Option{classify.WithSpamThreshold(cfg.SpamThreshold), classify.WithMeterProvider(d.Admin.MeterProvider())}
 	if cfg.RspamdURL != "" {
 		c, err := rspamd.New(cfg.RspamdURL, rspamd.WithHTTPClient(&http.Client{Timeout: cfg.RspamdTimeout}))
 		if err != nil {

@@ -32,10 +32,16 @@ const (
 	MetricHandlerDuration = "mailpipe.stage.handler.duration"
 	// MetricHandlerErrors counts failed attempts by error.class.
 	MetricHandlerErrors = "mailpipe.stage.handler.errors"
+	// MetricConsumerLag is the stage's consumer lag per input partition (attributes topic,
+	// partition): committed end offset (the last stable offset) minus the group's committed
+	// offset, read from the broker at each collection.
+	MetricConsumerLag = "mailpipe.stage.consumer.lag"
 )
 
 type instruments struct {
 	stage attribute.KeyValue
+	meter metric.Meter
+	lag   metric.Int64ObservableGauge
 
 	consumed        metric.Int64Counter
 	produced        metric.Int64Counter
@@ -50,7 +56,7 @@ type instruments struct {
 
 func newInstruments(mp metric.MeterProvider, stage string) (*instruments, error) {
 	m := mp.Meter("github.com/mailpipe/mailpipe/pkg/stage")
-	in := &instruments{stage: attribute.String("stage", stage)}
+	in := &instruments{stage: attribute.String("stage", stage), meter: m}
 	var errs []error
 	counter := func(name, desc, unit string) metric.Int64Counter {
 		c, err := m.Int64Counter(name, metric.WithDescription(desc), metric.WithUnit(unit))
@@ -71,6 +77,9 @@ func newInstruments(mp metric.MeterProvider, stage string) (*instruments, error)
 	in.handlerOut = counter(MetricHandlerRecordsOut, "Records returned by successful attempts.", "{record}")
 	in.handlerDuration = histogram(MetricHandlerDuration, "Duration of one handler attempt.")
 	in.handlerErrors = counter(MetricHandlerErrors, "Failed handler attempts by error class.", "{error}")
+	lag, err := m.Int64ObservableGauge(MetricConsumerLag, metric.WithDescription("Records of the input partitions not yet committed by the stage's group."), metric.WithUnit("{record}"))
+	errs = append(errs, err)
+	in.lag = lag
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}

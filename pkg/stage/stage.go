@@ -48,6 +48,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kslog"
@@ -197,6 +198,11 @@ func (s *Stage) Run(ctx context.Context) error {
 	s.log.InfoContext(ctx, "stage starting", "group", s.cfg.Group, "inputs", s.cfg.InputTopics,
 		"transactional_id", s.cfg.TransactionalID, "dlq", s.cfg.DLQTopic)
 
+	if reg, err := s.observeLag(kadm.NewClient(sess.Client())); err != nil {
+		s.log.WarnContext(ctx, "consumer lag metric unavailable", "error", err)
+	} else {
+		defer func() { _ = reg.Unregister() }()
+	}
 	runErr := s.initProducerID(ctx, sess.Client())
 	produceFailures := 0
 	for runErr == nil && ctx.Err() == nil {

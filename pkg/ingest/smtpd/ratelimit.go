@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/emersion/go-smtp"
 
 	"github.com/mailpipe/mailpipe/pkg/ratelimit"
@@ -35,6 +37,7 @@ type Option interface{ apply(*options) }
 
 type options struct {
 	limiters ratelimit.Factory
+	meters   metric.MeterProvider
 }
 
 type optionFunc func(*options)

@@ -39,8 +39,9 @@ type backend struct{ srv *Server }
 
 func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	if b.srv.isDraining() {
-		return nil, errShutdown
+		return nil, b.srv.inst.refused("connect", errShutdown)
 	}
+	b.srv.inst.sessions.Add(context.Background(), 1)
 	addr := c.Conn().RemoteAddr()
 	return &session{srv: b.srv, conn: c, clientIP: hostOf(addr), addr: addrOf(addr), helo: c.Hostname()}, nil
 }
@@ -65,6 +66,18 @@ type session struct {
 }
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	return s.srv.inst.refused("MAIL", s.mail(from, opts))
+}
+
+func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	return s.srv.inst.refused("RCPT", s.rcpt(to, opts))
+}
+
+func (s *session) Data(r io.Reader) error {
+	return s.srv.inst.refused("DATA", s.data(r))
+}
+
+func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	if s.srv.isDraining() {
 		return errShutdown
 	}
@@ -88,7 +101,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	return nil
 }
 
-func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+func (s *session) rcpt(to string, _ *smtp.RcptOptions) error {
 	route, ok := s.srv.acc.Resolve(to)
 	if !ok {
 		s.srv.log.Info("refused smtp recipient", slog.String("client_ip", s.clientIP), slog.String("rcpt_domain", domainOf(to)))
@@ -113,7 +126,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	return nil
 }
 
-func (s *session) Data(r io.Reader) error {
+func (s *session) data(r io.Reader) error {
 	if !s.srv.begin() {
 		return errShutdown
 	}

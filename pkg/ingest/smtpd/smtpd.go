@@ -267,6 +267,7 @@ type Server struct {
 	log    *slog.Logger
 	smtp   *smtp.Server
 	limits *limits
+	inst   *instruments
 
 	// base is the parent of every Accept context. go-smtp's session callbacks carry no
 	// context, so the server owns one for its lifetime; Shutdown cancels it only when its own
@@ -315,7 +316,11 @@ func New(cfg Config, acc Accepter, log *slog.Logger, opts ...Option) (*Server, e
 		return nil, fmt.Errorf("configuring smtp server: %w", err)
 	}
 
-	s := &Server{cfg: cfg, acc: acc, log: log, limits: lim}
+	inst, err := newInstruments(o.meters)
+	if err != nil {
+		return nil, fmt.Errorf("configuring smtp server metrics: %w", err)
+	}
+	s := &Server{cfg: cfg, acc: acc, log: log, limits: lim, inst: inst}
 	s.base, s.cancel = context.WithCancel(context.Background())
 	srv := smtp.NewServer(&backend{srv: s})
 	srv.Addr = cfg.Addr
@@ -351,7 +356,7 @@ func (s *Server) Serve(l net.Listener) error {
 		return errors.New("smtp server already served or shut down")
 	}
 	s.served = true
-	ll := &limitListener{Listener: l, sem: make(chan struct{}, s.cfg.MaxConnections), hostname: s.cfg.Hostname, log: s.log}
+	ll := &limitListener{Listener: l, sem: make(chan struct{}, s.cfg.MaxConnections), hostname: s.cfg.Hostname, log: s.log, inst: s.inst}
 	if s.limits.conns != nil {
 		ll.admit = s.admit
 	}
@@ -470,6 +475,7 @@ func (s *Server) admit(c net.Conn) bool {
 		slog.String("limit", s.cfg.RateConnections.String()), slog.Duration("retry_after", retry))
 	_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	// 421 4.7.0 and close, as Postfix answers its connection rate limit (RFC 5321 3.8).
+	s.inst.refusal("connect", 421, smtp.EnhancedCode{4, 7, 0})
 	_, _ = fmt.Fprintf(c, "421 4.7.0 %s Too many connections from %s, try again in %s\r\n", s.cfg.Hostname, ip, retryIn(retry))
 	_ = c.Close()
 	return false
@@ -483,6 +489,7 @@ type limitListener struct {
 	sem      chan struct{}
 	hostname string
 	log      *slog.Logger
+	inst     *instruments
 	// admit, when set, decides whether a connection may be served (the per-client connection
 	// rate). It runs on the connection's own goroutine, see limitConn.Write, so a slow limiter
 	// never holds up Accept for other clients.
@@ -501,6 +508,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		default:
 			l.log.Warn("refused smtp connection: too many connections",
 				slog.String("client_ip", hostOf(c.RemoteAddr())), slog.Int("max_connections", cap(l.sem)))
+			l.inst.refusal("connect", 421, smtp.EnhancedCode{4, 7, 0})
 			go reject(c, l.hostname)
 		}
 	}
