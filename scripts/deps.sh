@@ -4,12 +4,13 @@
 # swaks and kcat (interop clients),
 # postfix for its smtp-source load client (make bench), and the Python libraries the lake-topic
 # interop test and the analysts' DuckDB check use (confluent-kafka, fastavro, duckdb), and Node.js with the peer MIME parsers
-# (mailparser, postal-mime; scripts/node) that the parser cross-check and benchmark run.
+# (mailparser, postal-mime; scripts/node) that the parser cross-check and benchmark run, and
+# Chromium with playwright-core (scripts/node) for the ops console's browser test.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-pkgs=(redis-server swaks kcat rspamd postgresql)
+pkgs=(redis-server swaks kcat rspamd postgresql chromium)
 command -v java >/dev/null || pkgs+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || pkgs+=(maven)
 command -v python3 >/dev/null || pkgs+=(python3 python3-pip)
@@ -40,7 +41,7 @@ if ! python3 -c 'import confluent_kafka, fastavro, duckdb' 2>/dev/null; then
 fi
 # The peer parsers, pinned by scripts/node/package-lock.json; reinstalled when the lock changes.
 if ! cmp -s "$here/node/package-lock.json" "$here/node/node_modules/.package-lock.json.installed" 2>/dev/null; then
-  echo "installing the peer MIME parsers (npm ci in scripts/node)" >&2
+  echo "installing the peer MIME parsers and playwright-core (npm ci in scripts/node)" >&2
   (cd "$here/node" && npm ci --no-audit --no-fund --loglevel=error >&2)
   cp "$here/node/package-lock.json" "$here/node/node_modules/.package-lock.json.installed"
 fi
