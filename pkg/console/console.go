@@ -344,6 +344,9 @@ func (c *Console) serveLetter(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, status, "Dead letter", err)
 		return
 	}
+	if l.TraceID == "" {
+		l.TraceID = traceID(&kgo.Record{Headers: []kgo.RecordHeader{{Key: "traceparent", Value: []byte(l.Headers["traceparent"])}}})
+	}
 	l.Value = redact(l.Value)
 	if l.ValueHex != "" {
 		l.ValueHex = fmt.Sprintf("[%d bytes not shown]", len(l.ValueHex)/2)

@@ -503,9 +503,21 @@ func genericFields(v any) fields {
 		f.sender = get(env, "mail_from")
 	}
 	if from, ok := m["from"].(map[string]any); ok {
-		f.from = get(from, "address")
+		f.from = get(unwrapUnion(from), "address")
 	}
 	return f
+}
+
+// unwrapUnion returns the value of a union decoded generically as {"<type name>": value}.
+func unwrapUnion(m map[string]any) map[string]any {
+	if len(m) == 1 {
+		for _, v := range m {
+			if inner, ok := v.(map[string]any); ok {
+				return inner
+			}
+		}
+	}
+	return m
 }
 
 func setIf(dst *string, v string) {

@@ -168,13 +168,20 @@ func TestTrackerDeadLetterAlone(t *testing.T) {
 	rs := m.records(t, c, "")
 	raw := rs[0]
 	raw.Partition, raw.Offset = 1, 3
-	dl := dlq.Build(raw, dlq.Info{Stage: "parser", Class: failure.Class("permanent"), Message: "bad mime", Attempts: 1, LastFailure: m.at.Add(time.Second)})
+	dl := dlq.Build(raw, dlq.Info{Stage: "parser", Class: failure.Parse, Message: "bad mime", Attempts: 1, LastFailure: m.at.Add(time.Second)})
 	tr.Add(context.Background(), dl)
 	js := tr.Lookup(m.messageID)
 	if len(js) != 1 || js[0].ID != m.id || js[0].Sender != m.sender {
 		t.Fatalf("journeys %+v", js)
 	}
-	if s := js[0].Status(); s != "dead-lettered by parser (permanent): bad mime" {
+	// A dead letter of a parsed record: the From address is in a union.
+	p := m.parsed()
+	pr := record(t, c, kafka.TopicParsed, &p, m.at)
+	tr.Add(t.Context(), dlq.Build(pr, dlq.Info{Stage: "classifier", Class: failure.Internal, Message: "boom", Attempts: 1}))
+	if js = tr.Lookup(strings.ToLower(m.sender)); len(js) != 1 || js[0].From != strings.ToLower(m.sender) || len(js[0].DeadLetters()) != 2 {
+		t.Fatalf("journeys %+v", js)
+	}
+	if s := js[0].Status(); s != "dead-lettered by classifier (internal): boom" {
 		t.Fatalf("status %q", s)
 	}
 }
