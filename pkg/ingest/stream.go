@@ -18,6 +18,7 @@ import (
 
 	"github.com/mailpipe/mailpipe/pkg/events"
 	"github.com/mailpipe/mailpipe/pkg/mailid"
+	"github.com/mailpipe/mailpipe/pkg/telemetry"
 	"github.com/mailpipe/mailpipe/pkg/thread"
 )
 
@@ -63,6 +64,7 @@ func (in *Ingester) AcceptStream(ctx context.Context, env events.Envelope, r io.
 		return Result{}, err
 	}
 	span.SetAttributes(attribute.String(AttrTenant, route.Tenant), attribute.String(AttrRouteID, route.ID), attribute.String(AttrMessageID, id))
+	ctx = telemetry.WithTenant(ctx, route.Tenant)
 	sp, err := in.spool(ctx, id, r)
 	if err != nil {
 		return Result{}, err

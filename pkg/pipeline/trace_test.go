@@ -58,7 +58,7 @@ func (b *lockedBuffer) lines() []string {
 func TestOneTracePerMessageAcrossServices(t *testing.T) {
 	// given the five services on one embedded cluster, tracing into one recorder
 	logs := &lockedBuffer{}
-	log := slog.New(slog.NewJSONHandler(logs, nil))
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	kcfg := kafka.DefaultConfig()
 	kcfg.Brokers = kafkatest.NewCluster(t)
 	adm, err := kafka.NewAdmin(kcfg, log)
@@ -247,6 +247,21 @@ func TestOneTracePerMessageAcrossServices(t *testing.T) {
 	}
 	if !logged {
 		t.Error("no accepted message log line")
+	}
+	// and the crm-sink's line of the write names the tenant, carried as baggage from ingress
+	logged = false
+	for _, l := range logs.lines() {
+		var line map[string]any
+		if err := json.Unmarshal([]byte(l), &line); err != nil || line["msg"] != "delivered" || line["message_id"] != outcome.ID {
+			continue
+		}
+		logged = true
+		if line[telemetry.LogKeyTraceID] != tid.String() || line[telemetry.LogKeyTenant] != "acme" {
+			t.Errorf("crm-sink log line %s, want trace %s and tenant acme", l, tid)
+		}
+	}
+	if !logged {
+		t.Error("no crm-sink delivered log line")
 	}
 }
 
