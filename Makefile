@@ -9,6 +9,9 @@ MODULES := $(shell scripts/modules.sh)
 CACHE ?= $(HOME)/.cache/mailpipe
 GOLANGCI_VERSION ?= v2.15.0
 GOLANGCI := $(CACHE)/bin/golangci-lint-$(GOLANGCI_VERSION).d/golangci-lint
+# Helm for the chart checks (e2e/deploy): built from the Go module proxy, pinned, cached.
+HELM_VERSION ?= v3.21.4
+HELM := $(CACHE)/bin/helm-$(HELM_VERSION).d/helm
 GOTEST_FLAGS ?= -race -count=1 -timeout 25m
 
 KAFKA_PORT ?= 19092
@@ -110,6 +113,26 @@ vet: ## go vet every module.
 $(GOLANGCI):
 	GOBIN=$(dir $(GOLANGCI)) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
 
+$(HELM):
+	GOBIN=$(dir $(HELM)) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+.PHONY: helm
+helm: $(HELM) ## Build the pinned Helm from the Go module proxy into ~/.cache/mailpipe/bin (e2e/deploy needs it).
+
+.PHONY: chart
+chart: $(HELM) ## helm lint and the chart, compose and Dockerfile validation tests (e2e/deploy); no cluster or Docker needed.
+	$(HELM) lint --strict charts/mailpipe
+	$(HELM) lint --strict charts/mailpipe -f charts/mailpipe/ci/production-values.yaml
+	cd e2e && MAILPIPE_HELM=$(HELM) go test -count=1 ./deploy/
+
+.PHONY: chart-readme
+chart-readme: ## Regenerate charts/mailpipe/README.md from the # -- comments of values.yaml.
+	cd e2e && go test -count=1 -run '^TestChartReadme$$' ./deploy/ -update
+
 .PHONY: lint
 lint: $(GOLANGCI) ## golangci-lint (pinned, built from the Go module proxy) over every module.
 	for m in $(MODULES); do (cd $$m && $(GOLANGCI) run --config $(CURDIR)/.golangci.yml ./...); done
+
+.PHONY: print-helm-version
+print-helm-version: ## Print the pinned Helm version (scripts/test.sh).
+	@echo $(HELM_VERSION)

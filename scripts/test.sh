@@ -52,6 +52,10 @@ export MAILPIPE_TEST_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
 export MAILPIPE_TEST_RSPAMD_URL="http://127.0.0.1:$RSPAMD_PORT"
 export MAILPIPE_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 
+section "building the pinned Helm (chart checks in e2e/deploy; cached)"
+make -s helm CACHE="$MAILPIPE_CACHE"
+export MAILPIPE_HELM="$MAILPIPE_CACHE/bin/helm-$(make -s --no-print-directory print-helm-version).d/helm"
+
 section "static checks: generated code, tidy modules, vet, lint"
 make -s check-generated
 make -s tidy-check
