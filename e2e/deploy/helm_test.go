@@ -353,7 +353,7 @@ func TestChartProduction(t *testing.T) {
 		}
 		tr := so.Spec.Triggers[0]
 		if tr.Type != "kafka" || tr.Metadata["topic"] != topic || tr.Metadata["consumerGroup"] != "mailpipe-"+name ||
-			tr.Metadata["bootstrapServers"] == "" || tr.AuthenticationRef == nil {
+			tr.Metadata["bootstrapServers"] == "" || tr.AuthenticationRef == nil || tr.Metadata["sasl"] != "scram_sha512" {
 			t.Errorf("%s: trigger %+v, want kafka on %s, group mailpipe-%s, with authentication", name, tr, topic, name)
 		}
 		if _, ok := find[*autoscalingv2.HorizontalPodAutoscaler](objs, "HorizontalPodAutoscaler", full(name)); ok {
