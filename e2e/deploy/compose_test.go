@@ -203,7 +203,7 @@ func TestComposeConfigFiles(t *testing.T) {
 			}
 		}
 	}
-	prom := readFile(t, "deploy/compose/prometheus.yml")
+	prom := readFile(t, "charts/compose/prometheus.yml")
 	for _, name := range pipelineServices {
 		if !strings.Contains(prom, `"`+name+`:9090"`) {
 			t.Errorf("prometheus.yml does not scrape %s:9090", name)

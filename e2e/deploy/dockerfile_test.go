@@ -10,7 +10,7 @@ import (
 
 // dockerfiles are the Dockerfiles checked by TestDockerfileRules (hadolint is not available
 // here; these are the rules that matter).
-var dockerfiles = []string{"Dockerfile"}
+var dockerfiles = []string{"services/Dockerfile"}
 
 // instruction is one Dockerfile instruction with its continuation lines joined.
 type instruction struct {
