@@ -17,6 +17,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -38,6 +39,8 @@ const (
 	PathHealth  = "/healthz"
 	PathReady   = "/readyz"
 	PathMetrics = "/metrics"
+	// PathPprof is where WithPprof mounts the runtime profiles (net/http/pprof).
+	PathPprof = "/debug/pprof/"
 )
 
 // Check reports whether one dependency is ready; a nil error means ready. It must honour ctx,
@@ -55,6 +58,7 @@ type config struct {
 	checkTimeout      time.Duration
 	readHeaderTimeout time.Duration
 	resource          *resource.Resource
+	pprof             bool
 }
 
 func defaultConfig() config {
@@ -71,6 +75,13 @@ func WithCheckTimeout(d time.Duration) Option {
 // target_info metric. Default: the SDK's default resource.
 func WithResource(r *resource.Resource) Option {
 	return optionFunc(func(c *config) { c.resource = r })
+}
+
+// WithPprof serves the net/http/pprof profiles under /debug/pprof/ (CPU profile, heap,
+// goroutines, …). Off by default: a profile costs CPU while it runs and the goroutine dump shows
+// internals, so turn it on only where the admin port is private (MAILPIPE_ADMIN_PPROF).
+func WithPprof(on bool) Option {
+	return optionFunc(func(c *config) { c.pprof = on })
 }
 
 // Server is the admin HTTP server. Its methods are safe for concurrent use.
@@ -145,6 +156,14 @@ func New(ctx context.Context, addr string, log *slog.Logger, opts ...Option) (*S
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelError),
 		EnableOpenMetrics: true,
 	}))
+	if cfg.pprof {
+		s.mux.HandleFunc("GET "+PathPprof, pprof.Index)
+		s.mux.HandleFunc("GET "+PathPprof+"cmdline", pprof.Cmdline)
+		s.mux.HandleFunc("GET "+PathPprof+"profile", pprof.Profile)
+		s.mux.HandleFunc("GET "+PathPprof+"symbol", pprof.Symbol)
+		s.mux.HandleFunc("POST "+PathPprof+"symbol", pprof.Symbol)
+		s.mux.HandleFunc("GET "+PathPprof+"trace", pprof.Trace)
+	}
 	s.http = &http.Server{
 		Handler:           s.mux,
 		ReadHeaderTimeout: cfg.readHeaderTimeout,

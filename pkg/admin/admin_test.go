@@ -231,3 +231,23 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestPprofOnlyWhenAsked(t *testing.T) {
+	// given: one server with the profiles, one without.
+	off := newServer(t)
+	on := newServer(t, admin.WithPprof(true))
+
+	// then: the index and a named profile answer only on the first; the others are 404.
+	for _, path := range []string{admin.PathPprof, admin.PathPprof + "goroutine?debug=1", admin.PathPprof + "cmdline"} {
+		if code, body := get(t, on.Handler(), path); code != http.StatusOK || body == "" {
+			t.Errorf("with pprof: GET %s = %d (%d bytes), want 200 and a body", path, code, len(body))
+		}
+		if code, _ := get(t, off.Handler(), path); code != http.StatusNotFound {
+			t.Errorf("without pprof: GET %s = %d, want 404", path, code)
+		}
+	}
+	// A short CPU profile comes back as a gzipped protobuf.
+	if code, body := get(t, on.Handler(), admin.PathPprof+"profile?seconds=1"); code != http.StatusOK || !strings.HasPrefix(body, "\x1f\x8b") {
+		t.Errorf("GET profile?seconds=1 = %d, %d bytes, want 200 and gzip", code, len(body))
+	}
+}

@@ -34,6 +34,9 @@ type Common struct {
 	Kafka kafka.Config `env:"KAFKA"`
 	// AdminAddr serves /healthz, /readyz and /metrics.
 	AdminAddr string `env:"ADMIN_ADDR" default:":9090" usage:"admin HTTP listen address (/healthz, /readyz, /metrics)"`
+	// AdminPprof serves the Go runtime profiles on the admin port (/debug/pprof/), for profiling
+	// a running service; keep the admin port private when it is on.
+	AdminPprof bool `env:"ADMIN_PPROF" usage:"serve Go runtime profiles on the admin port under /debug/pprof/ (keep the port private)"`
 	// Redis holds dedupe keys and the thread index (MAILPIPE_REDIS_URL, …); unset disables
 	// both (every effect downstream is idempotent anyway, so Redis only saves work).
 	Redis redisconn.Config `env:"REDIS"`
@@ -127,7 +130,7 @@ func Open(ctx context.Context, c Common, log *slog.Logger, opts ...OpenOption) (
 	if d.Codec, err = serde.NewFromEnv(ctx, getenv); err != nil {
 		return nil, fmt.Errorf("building the codec: %w", err)
 	}
-	if d.Admin, err = admin.New(ctx, c.AdminAddr, log, admin.WithResource(providers.Resource)); err != nil {
+	if d.Admin, err = admin.New(ctx, c.AdminAddr, log, admin.WithResource(providers.Resource), admin.WithPprof(c.AdminPprof)); err != nil {
 		return nil, fmt.Errorf("building the admin server: %w", err)
 	}
 	kcl, err := kafka.NewClient(c.Kafka, log)

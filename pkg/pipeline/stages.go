@@ -45,6 +45,10 @@ type StageConfig struct {
 	// Stage tunes the transactional loop (MAILPIPE_STAGE_*); name and input topic are fixed
 	// per service.
 	Stage stage.Config `env:"STAGE"`
+	// Noop is for benchmarks only (make bench-pipeline): the stage forwards every input record
+	// unchanged to its output topic instead of doing its work, so the same five Kafka hops can
+	// be measured with stages that cost nothing. See noopHandler.
+	Noop bool `env:"STAGE_NOOP" usage:"BENCHMARK ONLY: forward each input record unchanged (key, value, headers) to the output topic instead of processing it; the crm-sink writes no CRM"`
 }
 
 // ParserConfig configures the parser service.
@@ -102,7 +106,7 @@ func Parser(_ context.Context, cfg ParserConfig, d *Deps) ([]app.Actor, error) {
 	}
 	opts = append(opts, parse.WithLimits(lim))
 	p := parse.New(d.Codec, d.Blobs, d.Log, opts...)
-	return runStage(cfg.StageConfig, d, "parser", kafka.TopicRaw, p.Handle)
+	return runStage(cfg.StageConfig, d, "parser", kafka.TopicRaw, kafka.TopicParsed, p.Handle)
 }
 
 // mimeLimits fills the unset limits with their defaults and checks the result, so that a bad
@@ -171,7 +175,7 @@ func Classifier(ctx context.Context, cfg ClassifierConfig, d *Deps) ([]app.Actor
 	if err != nil {
 		return nil, err
 	}
-	st, err := runStage(cfg.StageConfig, d, "classifier", kafka.TopicParsed, c.Handle)
+	st, err := runStage(cfg.StageConfig, d, "classifier", kafka.TopicParsed, kafka.TopicClassified, c.Handle)
 	if err != nil {
 		return nil, err
 	}
@@ -339,7 +343,7 @@ func Enricher(ctx context.Context, cfg EnricherConfig, d *Deps) ([]app.Actor, er
 	if err != nil {
 		return nil, app.ConfigError(err)
 	}
-	st, err := runStage(cfg.StageConfig, d, "enricher", kafka.TopicClassified, e.Handle)
+	st, err := runStage(cfg.StageConfig, d, "enricher", kafka.TopicClassified, kafka.TopicEnriched, e.Handle)
 	if err != nil {
 		return nil, err
 	}
@@ -438,7 +442,7 @@ func CRMSink(ctx context.Context, cfg SinkConfig, d *Deps, onWrite func(localsto
 	if err != nil {
 		return nil, app.ConfigError(fmt.Errorf("sink: %w", err))
 	}
-	st, err := runStage(cfg.StageConfig, d, "crm-sink", kafka.TopicEnriched, s.Handle)
+	st, err := runStage(cfg.StageConfig, d, "crm-sink", kafka.TopicEnriched, kafka.TopicCRM, s.Handle)
 	if err != nil {
 		return nil, err
 	}
@@ -455,7 +459,11 @@ func CRMSink(ctx context.Context, cfg SinkConfig, d *Deps, onWrite func(localsto
 	return append([]app.Actor{release}, actors...), nil
 }
 
-func runStage(cfg StageConfig, d *Deps, name, input string, h stage.Handler) ([]app.Actor, error) {
+func runStage(cfg StageConfig, d *Deps, name, input, output string, h stage.Handler) ([]app.Actor, error) {
+	if cfg.Noop {
+		d.Log.Warn("MAILPIPE_STAGE_NOOP is on: benchmark mode, records are forwarded unprocessed", "stage", name, "output", output)
+		h = noopHandler(output)
+	}
 	sc := cfg.Stage
 	sc.Name = name
 	sc.InputTopics = []string{input}
