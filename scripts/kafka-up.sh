@@ -5,7 +5,8 @@
 # Idempotent: a broker already listening is left as it is. Prints the bootstrap address.
 #   KAFKA_PORT (default 19092; the controller takes KAFKA_PORT+1)  KAFKA_FRESH=1 wipes the data
 #   directory first. Defaults sit below Linux's ephemeral range (32768+), where an outgoing
-#   connection can hold the port and make the broker's bind fail.
+#   connection can hold the port and make the broker's bind fail. KAFKA_EXTRA_PROPERTIES, lines of
+#   key=value, are appended to server.properties (make bench-pipeline bounds its disk use with them).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
@@ -49,6 +50,7 @@ group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
 log.flush.interval.messages=1
 PROPS
+if [ -n "${KAFKA_EXTRA_PROPERTIES:-}" ]; then printf '%s\n' "$KAFKA_EXTRA_PROPERTIES" >>"$run/server.properties"; fi
 cp=("$libs/*")
 jopts=(-Xms256m -Xmx768m -XX:+UseG1GC -Dlog4j2.configurationFile="$here/kafka/log4j2.properties")
 if [ ! -f "$run/data/meta.properties" ]; then
