@@ -77,6 +77,11 @@ bench-parsers: ## Benchmark mailpipe's parser against mailparser and postal-mime
 	scripts/deps.sh
 	cd e2e && MAILPIPE_BENCH=1 go test -count=1 -timeout 30m -run '^TestBenchParsers$$' -v ./bench/parsers/
 
+.PHONY: bench-pipeline
+bench-pipeline: ## Benchmark the five services as processes on a fresh broker of its own: no-op ceiling and real pipeline side by side at 100–2,000 msg/s, highest rate held; rewrites e2e/bench/PIPELINE.md.
+	scripts/deps.sh
+	cd e2e && MAILPIPE_BENCH=1 go test -count=1 -timeout 40m -run '^TestBenchPipeline$$' -v ./bench/pipeline/
+
 .PHONY: bench-crm
 bench-crm: ## Benchmark the CRM connectors (10,000 messages delivered twice each) on their contract servers and a real PostgreSQL; rewrites e2e/bench/CRM.md.
 	PG_PORT=$(PG_PORT) scripts/postgres-up.sh >/dev/null
