@@ -157,8 +157,13 @@ func Detect(m *Message) *Bounce {
 	if len(gate) == 0 {
 		daemon, dEv := daemonSender(m)
 		subj := bounceSubjectRe.FindString(m.Subject)
+		if !daemon && subj == "" {
+			// Checked before the body phrases: scanning a large body with bounceBodyRe costs
+			// far more than the header checks, and ordinary mail fails them.
+			return nil
+		}
 		phrase := bounceBodyRe.FindString(in.report)
-		if (!daemon && subj == "") || phrase == "" {
+		if phrase == "" {
 			return nil
 		}
 		if daemon {
