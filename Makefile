@@ -87,6 +87,11 @@ bench-crm: ## Benchmark the CRM connectors (10,000 messages delivered twice each
 	PG_PORT=$(PG_PORT) scripts/postgres-up.sh >/dev/null
 	cd e2e && MAILPIPE_BENCH=1 go test -count=1 -timeout 30m -run '^TestBenchCRM$$' -v ./bench/crm/
 
+.PHONY: chaos
+chaos: ## Reliability lab, full suite: every scenario 3× with more mail, each on a broker, Redis and CRM of its own; rewrites docs/reliability.md.
+	scripts/deps.sh
+	cd e2e && MAILPIPE_CHAOS=1 go test -count=1 -timeout 150m -run '^TestLab$$' -v ./lab/
+
 .PHONY: test
 test: ## Install and start what the tests need, then run every test (the README test command).
 	scripts/test.sh
