@@ -72,8 +72,8 @@ func loadSettings(t *testing.T) settings {
 	}
 	s := settings{
 		step: dur("STEP", 30*time.Second), hold: dur("HOLD", 60*time.Second),
-		searches: num("SEARCH", 2), drain: dur("DRAIN", 90*time.Second),
-		conns: max(1, num("CONNS", 32)), profile: dur("PROFILE", 20*time.Second),
+		searches: num("SEARCH", 3), drain: dur("DRAIN", 90*time.Second),
+		conns: max(1, num("CONNS", 64)), profile: dur("PROFILE", 20*time.Second),
 		modes:   strings.Split(get("MODES", "noop,real"), ","),
 		brokers: get("BROKERS", ""),
 	}
@@ -344,8 +344,9 @@ func (e *env) runMode(t *testing.T, name string) *mode {
 		return out
 	}
 
-	// A warm-up until mail flows end to end: the groups join and the transactions start.
-	warm := gen.send(ctx, -1, 20, 5*time.Second)
+	// A warm-up until mail flows end to end: the groups join, the transactions start and the
+	// broker's JIT compiler has seen the traffic.
+	warm := gen.send(ctx, -1, 50, 10*time.Second)
 	if warm.accepted == 0 {
 		t.Fatalf("warm-up: no message accepted: %s", warm.firstErr)
 	}
@@ -400,12 +401,12 @@ func (e *env) runMode(t *testing.T, name string) *mode {
 			m.notes = append(m.notes, fmt.Sprintf("the search stopped: %d msg/s did not drain within %s", cand, e.s.drain))
 			break
 		}
-		next := cand + cand/4
+		next := max(cand+50, cand+cand/4)
 		if hi != math.MaxInt {
 			next = (lo + hi) / 2
 		}
 		next = max(50, next/50*50)
-		if next == cand || next <= lo || next >= hi {
+		if next <= lo || next >= hi {
 			break
 		}
 		cand = next

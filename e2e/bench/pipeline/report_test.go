@@ -40,11 +40,17 @@ type profile struct {
 	slowest string
 	top     string
 	cum     string
+	// ingress is the flat top of ingress's profile: it answers the SMTP clients.
+	ingress string
 }
 
 // takeProfiles fetches a CPU profile of every service at once.
 func (e *env) takeProfiles(ctx context.Context, t *testing.T, procs map[string]*proc, dir string) *profile {
-	pdir := filepath.Join(dir, "profiles")
+	// MAILPIPE_BENCH_PIPELINE_PROFILES keeps the profiles for go tool pprof after the run.
+	pdir := os.Getenv("MAILPIPE_BENCH_PIPELINE_PROFILES")
+	if pdir == "" {
+		pdir = filepath.Join(dir, "profiles")
+	}
 	if err := os.MkdirAll(pdir, 0o755); err != nil {
 		t.Error(err)
 		return nil
@@ -70,7 +76,8 @@ func (e *env) takeProfiles(ctx context.Context, t *testing.T, procs map[string]*
 }
 
 // analyse finds the step the profiles were taken in (the first search step), names the
-// service that used the most CPU there, and summarises its profile with go tool pprof.
+// Kafka stage that used the most CPU per message there, and summarises its profile (and
+// ingress's) with go tool pprof.
 func (p *profile) analyse(t *testing.T, m *mode) {
 	t.Helper()
 	var st *step
@@ -84,16 +91,15 @@ func (p *profile) analyse(t *testing.T, m *mode) {
 		return
 	}
 	p.step = st.idx
-	for _, svc := range services {
+	for _, svc := range stages {
 		if p.slowest == "" || st.cpu[svc] > st.cpu[p.slowest] {
 			p.slowest = svc
 		}
 	}
-	file, ok := p.files[p.slowest]
-	if !ok {
-		return
-	}
-	pprof := func(args ...string) string {
+	pprof := func(file string, args ...string) string {
+		if file == "" {
+			return "no profile"
+		}
 		cmd := exec.CommandContext(t.Context(), "go", append([]string{"tool", "pprof"}, append(args, file)...)...)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -101,8 +107,9 @@ func (p *profile) analyse(t *testing.T, m *mode) {
 		}
 		return strings.TrimRight(string(out), "\n")
 	}
-	p.top = pprof("-top", "-nodecount=25")
-	p.cum = pprof("-top", "-cum", "-nodecount=25")
+	p.top = pprof(p.files[p.slowest], "-top", "-nodecount=25")
+	p.cum = pprof(p.files[p.slowest], "-top", "-cum", "-nodecount=25")
+	p.ingress = pprof(p.files["ingress"], "-top", "-nodecount=12")
 }
 
 // report collects a run's figures and renders PIPELINE.md.
@@ -301,7 +308,7 @@ func (r *report) markdown(t *testing.T) string {
 		p := real.profile
 		st := real.steps[p.step]
 		w("CPU profiles of %s were taken of every service, at once, during the real mode's first search run (%d msg/s,\n", p.length, st.rate)
-		w("where the search started), through `MAILPIPE_ADMIN_PPROF=true`. The service using the most CPU there was\n")
+		w("where the search started), through `MAILPIPE_ADMIN_PPROF=true`. The Kafka stage using the most CPU there was\n")
 		w("**%s**: %.0f %% of a core, %.2f ms per message.\n", p.slowest, 100*st.cpu[p.slowest].Seconds()/st.load.elapsed.Seconds(),
 			st.cpu[p.slowest].Seconds()*1000/float64(max(1, st.load.accepted)))
 		for _, e := range p.errs {
@@ -309,6 +316,7 @@ func (r *report) markdown(t *testing.T) string {
 		}
 		w("\n`go tool pprof -top -nodecount=25` (flat):\n\n```\n%s\n```\n", trimPprof(p.top))
 		w("\n`go tool pprof -top -cum -nodecount=25` (cumulative):\n\n```\n%s\n```\n", trimPprof(p.cum))
+		w("\nIngress, which answers the SMTP clients, in the same %s (`-top -nodecount=12`):\n\n```\n%s\n```\n", p.length, trimPprof(p.ingress))
 	}
 	return b.String()
 }
