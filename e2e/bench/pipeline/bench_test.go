@@ -44,6 +44,9 @@ type settings struct {
 	modes   []string
 	// brokers, when set, is an existing broker to use instead of a fresh one of our own.
 	brokers string
+	// kafkaProps are extra server.properties lines for our own broker (an experiment: a later
+	// line overrides an earlier one, e.g. log.flush.interval.messages).
+	kafkaProps string
 }
 
 func loadSettings(t *testing.T) settings {
@@ -75,7 +78,7 @@ func loadSettings(t *testing.T) settings {
 		searches: num("SEARCH", 3), drain: dur("DRAIN", 90*time.Second),
 		conns: max(1, num("CONNS", 64)), profile: dur("PROFILE", 20*time.Second),
 		modes:   strings.Split(get("MODES", "noop,real"), ","),
-		brokers: get("BROKERS", ""),
+		brokers: get("BROKERS", ""), kafkaProps: get("KAFKA_PROPERTIES", ""),
 	}
 	for f := range strings.SplitSeq(get("RATES", "100,500,1000,2000"), ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -134,6 +137,7 @@ func TestBenchPipeline(t *testing.T) {
 	}
 	defer cl.Close()
 	e.adm = kadm.NewClient(cl)
+	rep.flush = brokerSetting(t, e.adm, "log.flush.interval.messages")
 	e.applyTopics(t)
 	if e.codec, err = serde.New(t.Context()); err != nil {
 		t.Fatal(err)
@@ -181,7 +185,8 @@ func (e *env) startInfra(t *testing.T) {
 		kenv := []string{
 			fmt.Sprintf("KAFKA_PORT=%d", port), "KAFKA_FRESH=1",
 			// Old segments go within seconds of their retention: a run writes gigabytes.
-			"KAFKA_EXTRA_PROPERTIES=log.retention.check.interval.ms=10000\nlog.segment.bytes=33554432",
+			"KAFKA_EXTRA_PROPERTIES=log.retention.check.interval.ms=10000\nlog.segment.bytes=33554432\n" +
+				strings.ReplaceAll(e.s.kafkaProps, ",", "\n"),
 		}
 		addr, err := script(ctx, e.root, "kafka-up.sh", kenv...)
 		if err != nil {
@@ -197,6 +202,9 @@ func (e *env) startInfra(t *testing.T) {
 		e.brokers = addr
 		e.kafkaPID = func() int { return pidFile(filepath.Join(dir, "pid")) }
 		e.brokerNote = fmt.Sprintf("a fresh single-node broker of its own (scripts/kafka-up.sh, KRaft, port %d, data wiped before and after)", port)
+		if e.s.kafkaProps != "" {
+			e.brokerNote += "; extra properties (MAILPIPE_BENCH_PIPELINE_KAFKA_PROPERTIES): `" + e.s.kafkaProps + "`"
+		}
 	}
 	rport := freeLowPort(t, 26579, 1)
 	renv := fmt.Sprintf("REDIS_PORT=%d", rport)
@@ -237,6 +245,27 @@ func (e *env) applyTopics(t *testing.T) {
 			t.Fatalf("shortening retention of %s: %v", r.Name, r.Err)
 		}
 	}
+}
+
+// brokerSetting reads one setting of the (first) broker.
+func brokerSetting(t *testing.T, adm *kadm.Client, name string) string {
+	t.Helper()
+	ids, err := adm.ListBrokers(t.Context())
+	if err != nil || len(ids) == 0 {
+		return "?"
+	}
+	rcs, err := adm.DescribeBrokerConfigs(t.Context(), ids.NodeIDs()[0])
+	if err != nil {
+		return "?"
+	}
+	for _, rc := range rcs {
+		for _, c := range rc.Configs {
+			if c.Key == name {
+				return c.MaybeValue()
+			}
+		}
+	}
+	return "?"
 }
 
 // describe says what was built: the work tree at git describe --dirty.

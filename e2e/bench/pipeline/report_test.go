@@ -114,8 +114,10 @@ func (p *profile) analyse(t *testing.T, m *mode) {
 
 // report collects a run's figures and renders PIPELINE.md.
 type report struct {
-	s                     settings
-	built, broker         string
+	s             settings
+	built, broker string
+	// flush is the broker's log.flush.interval.messages: 1 means an fsync on every append.
+	flush                 string
 	started, finished     time.Time
 	loadBefore, loadAfter string
 	modes                 []*mode
@@ -163,7 +165,11 @@ func (r *report) markdown(t *testing.T) string {
 	w("- CPU: %s, %d cores (GOMAXPROCS %d); memory %s; kernel %s\n", cpuModel(), runtime.NumCPU(), runtime.GOMAXPROCS(0), memTotal(), kernel())
 	w("- Go %s; Apache Kafka %s; %s\n", strings.TrimPrefix(runtime.Version(), "go"), kafkaVersion(t), redisVersion(t))
 	w("- Built: %s\n", r.built)
-	w("- Broker: %s; `log.flush.interval.messages=1` as scripts/kafka-up.sh sets it (an fsync per append), 6 partitions per topic, retention cut to 2 min\n", r.broker)
+	flush := "`log.flush.interval.messages=" + r.flush + "`"
+	if r.flush == "1" {
+		flush += " as scripts/kafka-up.sh sets it (an fsync on every append)"
+	}
+	w("- Broker: %s; %s; 6 partitions per topic, retention cut to 2 min\n", r.broker, flush)
 	w("- Started %s, finished %s (%s)\n", r.started.Format(time.RFC3339), r.finished.Format(time.RFC3339), r.finished.Sub(r.started).Round(time.Second))
 	w("- Load average (1/5/15 min) before: %s; after: %s. The machine was shared with other work during the run.\n\n", r.loadBefore, r.loadAfter)
 
