@@ -51,7 +51,8 @@ type Report struct {
 	// an ambiguous failure, or an exact duplicate whose ingress dedupe state was lost).
 	RawExtra int
 	// DupInTopic counts records in parsed/classified/enriched beyond the number of mail.raw.v1
-	// records of the same Message-ID: what exactly-once between Kafka stages forbids.
+	// records of the same Message-ID: what exactly-once between Kafka stages forbids. Records a
+	// DLQ replay wrote (header mailpipe.dlq.replay.count) are not counted.
 	DupInTopic map[string]int
 	// Orphans are records in read_committed topics with a Message-ID the ledger does not hold
 	// (aborted-transaction leaks), poison pills excluded.
@@ -60,6 +61,7 @@ type Report struct {
 	DLQ        map[string]int
 	DLQStages  map[string]int
 	Undecoded  map[string]int // records per topic that do not decode (the lab's own poison)
+	Replayed   map[string]int // records per topic written by a DLQ replay (not counted above)
 	LatencyP50 time.Duration  // SMTP 250 → first CRM write
 	LatencyP99 time.Duration
 	LostIDs    []string // up to 20 examples
@@ -72,7 +74,7 @@ func Oracle(ctx context.Context, brokers string, l *Ledger, crm *CRM) (*Report, 
 	if err != nil {
 		return nil, err
 	}
-	r := &Report{DupInTopic: map[string]int{}, DLQ: map[string]int{}, DLQStages: map[string]int{}, Undecoded: map[string]int{}}
+	r := &Report{DupInTopic: map[string]int{}, DLQ: map[string]int{}, DLQStages: map[string]int{}, Undecoded: map[string]int{}, Replayed: map[string]int{}}
 	l.mu.Lock()
 	r.Sent = len(l.Entries)
 	for _, e := range l.Entries {
@@ -106,6 +108,13 @@ func Oracle(ctx context.Context, brokers string, l *Ledger, crm *CRM) (*Report, 
 			r.DLQ[class]++
 			r.DLQStages[stage]++
 			return
+		}
+		for _, h := range rec.Headers {
+			if h.Key == dlq.HeaderReplayCount {
+				// Written by `mailpipe dlq replay`, not by a stage: counted apart.
+				r.Replayed[rec.Topic]++
+				return
+			}
 		}
 		id, ok := messageID(ctx, codec, rec)
 		if !ok {
@@ -362,26 +371,33 @@ func GroupLag(ctx context.Context, brokers string, groups []string) (int64, map[
 		}
 		return total, per, nil
 	}
+	// Every group reads its own input topic, so one client fetches for all of them.
+	offsets := map[string]map[int32]kgo.Offset{}
+	groupOf := map[string]string{}
 	for g, ps := range ones {
-		offsets := map[string]map[int32]kgo.Offset{}
 		for p, at := range ps {
 			if offsets[p.topic] == nil {
 				offsets[p.topic] = map[int32]kgo.Offset{}
 			}
 			offsets[p.topic][p.part] = kgo.NewOffset().At(at)
+			groupOf[p.topic] = g
 		}
-		fc, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(brokers, ",")...),
-			kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumePartitions(offsets))
-		if err != nil {
-			return 0, nil, err
-		}
-		pctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
-		n := int64(fc.PollFetches(pctx).NumRecords())
-		cancel()
-		fc.Close()
-		per[g] += n
-		total += n
 	}
+	if len(offsets) == 0 {
+		return total, per, nil
+	}
+	fc, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(brokers, ",")...),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumePartitions(offsets))
+	if err != nil {
+		return 0, nil, err
+	}
+	defer fc.Close()
+	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	fc.PollFetches(pctx).EachRecord(func(rec *kgo.Record) {
+		per[groupOf[rec.Topic]]++
+		total++
+	})
 	return total, per, nil
 }
 

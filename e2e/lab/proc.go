@@ -82,12 +82,9 @@ func (s *Service) Start() error {
 	go func() {
 		err := cmd.Wait()
 		close(stop)
+		// Not ru_maxrss of the wait status: Linux carries the high-water mark of the mm that
+		// exec replaced into it, and with vfork that is the lab's own (large) process.
 		s.mu.Lock()
-		if st := cmd.ProcessState; st != nil {
-			if ru, ok := st.SysUsage().(*syscall.Rusage); ok && ru.Maxrss > s.peakKiB {
-				s.peakKiB = ru.Maxrss // KiB on Linux
-			}
-		}
 		s.exits = append(s.exits, fmt.Sprint(err))
 		s.mu.Unlock()
 		fmt.Fprintf(f, "==== lab: exit of pid %d: %v\n", pid, err)
@@ -97,10 +94,11 @@ func (s *Service) Start() error {
 	return nil
 }
 
-// pollRSS reads VmHWM (the kernel's peak RSS of the process) until the process exits, so the
-// peak is known even for an incarnation that is SIGKILLed.
+// pollRSS reads VmHWM (the kernel's peak RSS of the process) every 100 ms until the process
+// exits, so the peak is known even for an incarnation that is SIGKILLed (growth in its last
+// 100 ms excepted).
 func (s *Service) pollRSS(pid int, stop <-chan struct{}) {
-	t := time.NewTicker(250 * time.Millisecond)
+	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
 		if kib := vmHWM(pid); kib > 0 {

@@ -37,8 +37,19 @@ func (res *Result) Summary() string {
 	}
 	return fmt.Sprintf("%s %s #%d: acked %d/%d, lost %d, dup-effective %d, dup-in-topic %v, raw extra %d, inversions %d, orphans %d, DLQ %v, drain %s, p50 %s p99 %s, raw CRM calls %d (redelivered %d), restarts %v, peak RSS MiB %v, %s",
 		verdict, res.Scenario, res.Attempt, r.Acked, r.Sent, r.Lost, r.DupEffects, r.DupInTopic, r.RawExtra, r.Inversions, r.Orphans,
-		r.DLQ, res.Drain.Round(100*time.Millisecond), r.LatencyP50.Round(time.Millisecond), r.LatencyP99.Round(time.Millisecond),
+		withReplayed(r), res.Drain.Round(100*time.Millisecond), r.LatencyP50.Round(time.Millisecond), r.LatencyP99.Round(time.Millisecond),
 		r.RawCalls, r.Redelivered, res.Restarts, rssList(res.PeakRSS), res.Elapsed.Round(time.Second))
+}
+
+func withReplayed(r *Report) string {
+	n := 0
+	for _, v := range r.Replayed {
+		n += v
+	}
+	if n == 0 {
+		return classes(r.DLQ)
+	}
+	return fmt.Sprintf("%s (replayed %d)", classes(r.DLQ), n)
 }
 
 func rssList(m map[string]float64) string {
@@ -111,7 +122,7 @@ func Markdown(results []*Result, v Versions, size Size, race bool, cmdline strin
 			}
 			fmt.Fprintf(&b, "| %d | %s | %d/%d | %d | %d | %s | %d | %d | %d | %s | %.1f s | %s / %s | %d (%d) | %d | %.0f/%.0f/%.0f/%.0f/%.0f |\n",
 				res.Attempt, verdict, r.Acked, r.Sent, r.Lost, r.DupEffects, dupTopics(r.DupInTopic), r.RawExtra, r.Inversions, r.Orphans,
-				classes(r.DLQ), res.Drain.Seconds(), r.LatencyP50.Round(time.Millisecond), r.LatencyP99.Round(time.Millisecond),
+				withReplayed(r), res.Drain.Seconds(), r.LatencyP50.Round(time.Millisecond), r.LatencyP99.Round(time.Millisecond),
 				r.RawCalls, r.Redelivered, restarts,
 				res.PeakRSS["ingress"], res.PeakRSS["parser"], res.PeakRSS["classifier"], res.PeakRSS["enricher"], res.PeakRSS["crm-sink"])
 		}
@@ -159,5 +170,5 @@ const definitions = `
 - **p50 / p99**: SMTP ` + "`250`" + ` to the first accepted CRM write, per message.
 - **raw CRM calls**: every request the CRM front received, injected faults included; redelivered:
   accepted requests beyond the first per message.
-- **peak RSS**: the highest VmHWM (or ru_maxrss at exit) over every incarnation of the service.
+- **peak RSS**: the highest VmHWM (read every 100 ms) over every incarnation of the service.
 `

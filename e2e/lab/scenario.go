@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -155,7 +156,21 @@ func Execute(ctx context.Context, t testing.TB, bins map[string]string, repo str
 	}
 	expect := func(e *Entry) bool { return e.Acked > 0 && (!e.Refuse || sc.After == nil) }
 	if sc.After != nil {
-		if _, err := waitDrained(ctx, lab, run.Ledger, limit, func(e *Entry) bool { return e.Acked > 0 && !e.Refuse }); err != nil {
+		// Before the fix, neither the refused messages nor the later messages of their threads
+		// (held behind them, dead-lettered as blocked) can be in the CRM.
+		refusedAt := map[int]int{}
+		for _, e := range run.Ledger.Entries {
+			if e.Refuse {
+				if s, ok := refusedAt[e.Thread]; !ok || e.Seq < s {
+					refusedAt[e.Thread] = e.Seq
+				}
+			}
+		}
+		free := func(e *Entry) bool {
+			s, ok := refusedAt[e.Thread]
+			return e.Acked > 0 && (!ok || e.Seq < s)
+		}
+		if _, err := waitDrained(ctx, lab, run.Ledger, limit, free); err != nil {
 			res.Failures = append(res.Failures, "before the after-step: "+err.Error())
 		}
 		if err := sc.After(ctx, run); err != nil {
@@ -176,12 +191,18 @@ func Execute(ctx context.Context, t testing.TB, bins map[string]string, repo str
 		return nil, fmt.Errorf("oracle: %w", err)
 	}
 	res.Report = rep
-	for _, n := range ServiceNames {
+	stopErrs := make([]error, len(ServiceNames))
+	stopTook := make([]time.Duration, len(ServiceNames))
+	var wg sync.WaitGroup
+	for i, n := range ServiceNames {
+		wg.Go(func() { stopTook[i], stopErrs[i] = lab.Services[n].Stop(30 * time.Second) })
+	}
+	wg.Wait()
+	for i, n := range ServiceNames {
 		s := lab.Services[n]
-		d, err := s.Stop(30 * time.Second)
-		res.Shutdown[n] = d
-		if err != nil {
-			res.Failures = append(res.Failures, fmt.Sprintf("%s shutdown: %v", n, err))
+		res.Shutdown[n] = stopTook[i]
+		if stopErrs[i] != nil {
+			res.Failures = append(res.Failures, fmt.Sprintf("%s shutdown: %v", n, stopErrs[i]))
 		}
 		res.Restarts[n] = s.Restarts()
 		res.PeakRSS[n] = s.PeakRSSMiB()

@@ -16,7 +16,7 @@ type Size struct {
 }
 
 // CISize is the reduced set's load: a few hundred messages, fast enough for `make test`.
-var CISize = Size{Messages: 250, Threads: 60, Rate: 50, Workers: 8}
+var CISize = Size{Messages: 200, Threads: 50, Rate: 60, Workers: 8}
 
 // ChaosSize is the full suite's load.
 var ChaosSize = Size{Messages: 2000, Threads: 400, Rate: 100, Workers: 16}
@@ -79,10 +79,10 @@ func Scenarios(sz Size) []Scenario {
 				}
 				pid := r.Lab.Broker.PID()
 				before := r.Ledger.Acked()
-				if err := r.Lab.RestartBroker(ctx, 8*time.Second); err != nil {
+				if err := r.Lab.RestartBroker(ctx, 6*time.Second); err != nil {
 					return err
 				}
-				r.Logf("broker SIGKILL (pid %d) at %d acknowledged, down 8s, restarted on the same port and data; %d acknowledged meanwhile",
+				r.Logf("broker SIGKILL (pid %d) at %d acknowledged, down 6s, restarted on the same port and data; %d acknowledged meanwhile",
 					pid, before, r.Ledger.Acked()-before)
 				return nil
 			},
