@@ -400,13 +400,27 @@ func procField(path, name string) string {
 	return "?"
 }
 
-// loadAverage is the 1, 5 and 15 minute load average: a busy machine shows in it.
+// loadAverage is the 1, 5 and 15 minute load average, and the share of the last 5 minutes in
+// which some runnable task waited for a CPU or for I/O (Linux pressure stall information): a
+// busy machine shows in them.
 func loadAverage() string {
+	out := "?"
 	b, err := os.ReadFile("/proc/loadavg")
 	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
-		return strings.Join(f[:3], " ")
+		out = strings.Join(f[:3], " ")
 	}
-	return "?"
+	for _, res := range []string{"cpu", "io"} {
+		b, err := os.ReadFile("/proc/pressure/" + res)
+		if err != nil {
+			continue
+		}
+		for f := range strings.FieldsSeq(strings.SplitN(string(b), "\n", 2)[0]) {
+			if v, ok := strings.CutPrefix(f, "avg300="); ok {
+				out += fmt.Sprintf(", %s pressure (some, 5 min) %s %%", res, v)
+			}
+		}
+	}
+	return out
 }
 
 func cpuModel() string { return procField("/proc/cpuinfo", "model name") }
