@@ -3,9 +3,13 @@ package pipeline
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,6 +51,10 @@ type settings struct {
 	// kafkaProps are extra server.properties lines for our own broker (an experiment: a later
 	// line overrides an earlier one, e.g. log.flush.interval.messages).
 	kafkaProps string
+	// crm is the connector the real crm-sink writes to: "webhook" (a receiver in this process
+	// that answers 204 at once) or "localstore" (the dev store: a JSON line and an fsync per
+	// write, under one lock).
+	crm string
 }
 
 func loadSettings(t *testing.T) settings {
@@ -79,6 +87,10 @@ func loadSettings(t *testing.T) settings {
 		conns: max(1, num("CONNS", 64)), profile: dur("PROFILE", 20*time.Second),
 		modes:   strings.Split(get("MODES", "noop,real"), ","),
 		brokers: get("BROKERS", ""), kafkaProps: get("KAFKA_PROPERTIES", ""),
+		crm: get("CRM", "webhook"),
+	}
+	if s.crm != "webhook" && s.crm != "localstore" {
+		t.Fatalf("MAILPIPE_BENCH_PIPELINE_CRM=%q: want webhook or localstore", s.crm)
 	}
 	for f := range strings.SplitSeq(get("RATES", "100,500,1000,2000"), ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -342,8 +354,13 @@ func (e *env) runMode(t *testing.T, name string) *mode {
 			env = append(common[:len(common):len(common)], "MAILPIPE_SMTP_ADDR="+smtpAddr, "MAILPIPE_HTTP_ADDR="+freeAddr(t),
 				"MAILPIPE_INGEST_DOMAINS="+domain, "MAILPIPE_HTTP_API_KEY_SHA256="+hex.EncodeToString(keyHash[:]))
 		case "crm-sink":
-			env = append(stageEnv[:len(stageEnv):len(stageEnv)], "MAILPIPE_LOCALSTORE_PATH="+filepath.Join(dir, "crm.jsonl"),
-				"MAILPIPE_SINK_LAKE_SALT=bench-lake-salt-0123456789")
+			env = append(stageEnv[:len(stageEnv):len(stageEnv)], "MAILPIPE_SINK_LAKE_SALT=bench-lake-salt-0123456789")
+			if e.s.crm == "localstore" {
+				env = append(env, "MAILPIPE_LOCALSTORE_PATH="+filepath.Join(dir, "crm.jsonl"))
+			} else {
+				env = append(env, "MAILPIPE_WEBHOOK_URL="+webhookReceiver(t), "MAILPIPE_WEBHOOK_ALLOW_PRIVATE=true",
+					"MAILPIPE_WEBHOOK_SECRETS=whsec_"+base64.StdEncoding.EncodeToString([]byte("bench-webhook-secret-0123456789")))
+			}
 		default:
 			env = stageEnv
 		}
@@ -470,6 +487,19 @@ func (e *env) runMode(t *testing.T, name string) *mode {
 	// The blobs of the 1 MiB messages are not needed any more.
 	_ = os.RemoveAll(filepath.Join(dir, "blobs"))
 	return m
+}
+
+// webhookReceiver serves a CRM stand-in that reads each delivery and answers 204 at once,
+// without checking the signature: the real mode then measures the pipeline, not a CRM. It
+// runs in the benchmark's process, so its CPU is the bench client's.
+func webhookReceiver(t *testing.T) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
 }
 
 func slicesReverse(s []string) []string {
