@@ -12,6 +12,12 @@
 // highest rate held for a minute without the lag growing, and takes a CPU profile of every
 // service in the real mode at that rate.
 //
+// Settings, each a MAILPIPE_BENCH_PIPELINE_* variable: RATES (100,500,1000,2000), STEP (30s per
+// fixed rate), HOLD (60s per search run), SEARCH (3 search runs per mode), DRAIN (90s), CONNS (64
+// SMTP connections), PROFILE (20s), MODES (noop,real), CRM (webhook or localstore), BROKERS (use
+// that broker instead of a fresh one), KAFKA_PROPERTIES (extra broker settings, comma-separated,
+// for experiments), PROFILES (a directory that keeps the profiles), OUT (write the report there).
+//
 // It is a benchmark, not a timed test: TestBenchPipeline runs only with MAILPIPE_BENCH=1 (make
 // bench-pipeline), so make test compiles and lints it but never runs it. Each run rewrites
 // PIPELINE.md in e2e/bench, keeping the hand-written notes below its notes marker.
