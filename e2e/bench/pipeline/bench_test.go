@@ -480,6 +480,9 @@ func (e *env) runMode(t *testing.T, name string) *mode {
 	if led.extra > 0 {
 		m.notes = append(m.notes, fmt.Sprintf("%d duplicate records on %s", led.extra, kafka.TopicCRM))
 	}
+	if led.fetchErrs > 0 {
+		m.notes = append(m.notes, fmt.Sprintf("%d fetch errors reading %s, retried (last: %s)", led.fetchErrs, kafka.TopicCRM, led.lastFetchErr))
+	}
 	if led.failed > 0 {
 		m.notes = append(m.notes, fmt.Sprintf("%d outcomes failed", led.failed))
 	}

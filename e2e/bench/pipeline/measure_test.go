@@ -24,8 +24,10 @@ type ledger struct {
 	mu   sync.Mutex
 	msgs map[string]*entry
 	// failed counts real-mode outcomes whose outcome is "failed"; extra counts records for an
-	// id already seen (a duplicate outcome).
-	failed, extra int
+	// id already seen (a duplicate outcome); fetchErrs counts fetch errors of the reader, which
+	// retries them.
+	failed, extra, fetchErrs int
+	lastFetchErr             string
 }
 
 type entry struct {
@@ -126,7 +128,8 @@ func firstID(v []byte) (string, error) {
 
 // follow reads mail.crm.v1 from start with read_committed until ctx ends, recording each
 // record's id and timestamp in l. With decode (the real mode) it also decodes each outcome to
-// count failures.
+// count failures. Fetch errors are counted and retried: on a loaded broker a transient one
+// must not end the reading.
 func follow(ctx context.Context, brokers string, start map[int32]int64, codec *serde.Codec, decode bool, l *ledger) error {
 	offsets := map[string]map[int32]kgo.Offset{kafka.TopicCRM: {}}
 	for p, o := range start {
@@ -140,15 +143,16 @@ func follow(ctx context.Context, brokers string, start map[int32]int64, codec *s
 	defer cl.Close()
 	for ctx.Err() == nil {
 		fs := cl.PollFetches(ctx)
-		var ferr error
 		fs.EachError(func(_ string, _ int32, err error) {
-			if !errors.Is(err, context.Canceled) {
-				ferr = err
+			if errors.Is(err, context.Canceled) {
+				return
 			}
+			l.mu.Lock()
+			l.fetchErrs++
+			l.lastFetchErr = err.Error()
+			l.mu.Unlock()
+			time.Sleep(100 * time.Millisecond)
 		})
-		if ferr != nil {
-			return ferr
-		}
 		fs.EachRecord(func(r *kgo.Record) {
 			id, err := firstID(r.Value)
 			if err != nil {
