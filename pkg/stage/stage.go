@@ -70,7 +70,13 @@ var (
 	errRevoked  = errors.New("partitions revoked")
 	errFailed   = errors.New("a record of the batch failed while stopping")
 	errShutdown = errors.New("shutdown timeout exceeded")
+	// errSessionLost marks failures after which the session's state is unknown but a new
+	// session can go on: ending a transaction failed (the broker went away mid-commit).
+	errSessionLost = errors.New("transactional session lost")
 )
+
+// sessionResetAfter is how long a session must have run for its restart backoff to start over.
+const sessionResetAfter = time.Minute
 
 // Stage is one consume-transform-produce loop. Build it with [New] and call [Stage.Run] once.
 type Stage struct {
@@ -158,10 +164,12 @@ func (s *Stage) Actor() app.Actor {
 }
 
 // Run joins the group and processes records until ctx is cancelled (or [Stage.Stop] is called),
-// then shuts down gracefully and returns nil. It returns an error if the client cannot be built,
-// the transactional producer cannot be initialised, a transaction cannot be ended (franz-go
-// reports no retryable error there), produces keep failing, or the shutdown exceeds
-// Config.ShutdownTimeout. Run may be called only once.
+// then shuts down gracefully and returns nil. When a transaction cannot be ended (the broker went
+// away mid-commit; franz-go reports no retryable error there) it closes the session and starts a
+// new one after a backoff, which fences the old producer and aborts its open transaction. It
+// returns an error if the client cannot be built, the transactional producer cannot be
+// initialised, produces keep failing, or the shutdown exceeds Config.ShutdownTimeout. Run may be
+// called only once.
 func (s *Stage) Run(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("stage already ran: Run may be called only once")
@@ -191,6 +199,31 @@ func (s *Stage) Run(ctx context.Context) error {
 	})
 	defer stopTimers()
 
+	restarts := 0
+	for {
+		began := time.Now()
+		err := s.session(ctx, base, drainCtx, hardCtx)
+		if err == nil || ctx.Err() != nil || !errors.Is(err, errSessionLost) {
+			return err
+		}
+		// A new session with the same transactional id fences the old producer and aborts
+		// whatever it left open, so starting over keeps exactly-once; exiting would only hand
+		// the same restart to the process supervisor, slower.
+		if time.Since(began) > sessionResetAfter {
+			restarts = 0
+		}
+		restarts++
+		wait := s.backoff.Delay(restarts)
+		s.log.WarnContext(base, "stage session lost; starting a new one", "error", err, "restart", restarts, "wait", wait)
+		if backoff.Sleep(ctx, wait) != nil {
+			return nil
+		}
+	}
+}
+
+// session runs one transactional session: it joins the group, processes batches until ctx ends
+// or a batch cannot be finished, and leaves the group.
+func (s *Stage) session(ctx, base, drainCtx, hardCtx context.Context) error {
 	sess, err := kgo.NewGroupTransactSession(s.clientOpts()...)
 	if err != nil {
 		return fmt.Errorf("creating transactional session: %w", err)
@@ -379,7 +412,7 @@ func (s *Stage) runBatch(ctx, drainCtx, hardCtx context.Context, sess *kgo.Group
 	}
 	committed, err := sess.End(hardCtx, kgo.TransactionEndTry(commit))
 	if err != nil {
-		return false, fmt.Errorf("ending transaction: %w", err)
+		return false, fmt.Errorf("ending transaction: %w: %w", errSessionLost, err)
 	}
 	outcome := "aborted"
 	if committed {
